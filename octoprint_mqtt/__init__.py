@@ -1,0 +1,42 @@
+"""OctoPrint MQTT: publishes OctoPrint's events to an MQTT broker, through a Rust core.
+
+OctoPrint imports this module to discover the plugin. The implementation (and with it the
+native module) is loaded in ``__plugin_load__``, after ``__plugin_check__`` made sure the
+native module can load, so a broken install disables the plugin with a clear log line
+instead of failing OctoPrint's plugin loading.
+"""
+
+import logging
+
+__plugin_name__ = "MQTT"
+__plugin_version__ = "0.1.0"
+__plugin_description__ = (
+    "Publishes OctoPrint events, progress and temperatures to an MQTT broker "
+    "and lets other plugins publish and subscribe through it."
+)
+__plugin_author__ = "octoprint-mqtt developers"
+__plugin_license__ = "AGPLv3"
+__plugin_pythoncompat__ = ">=3.8,<4"
+
+_logger = logging.getLogger("octoprint.plugins.mqtt")
+
+
+def __plugin_check__():
+    try:
+        from . import plugin  # noqa: F401  (imports the native module)
+    except ImportError as exc:
+        _logger.error(
+            "The MQTT plugin is disabled: its native module cannot be loaded (%s). "
+            "Reinstall the plugin with pip into OctoPrint's virtualenv; a build for this "
+            "platform and Python may be missing.",
+            exc,
+        )
+        return False
+    return True
+
+
+def __plugin_load__():
+    from .plugin import MqttPlugin
+
+    global __plugin_implementation__
+    __plugin_implementation__ = MqttPlugin()

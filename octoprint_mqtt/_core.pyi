@@ -1,0 +1,44 @@
+"""Type stub of the native core (src/lib.rs)."""
+
+from typing import Any, Mapping, Optional
+
+__version__: str
+
+class Core:
+    """One MQTT client with its own thread, offline queue and status."""
+
+    def __init__(self) -> None: ...
+    def configure(self, settings: Mapping[str, Any]) -> None:
+        """Takes the whole ``plugins.mqtt`` settings tree; reconnects only when connection
+        settings changed. Raises ValueError for settings that cannot be parsed."""
+    def publish_event(self, event: str, payload: Optional[Any] = None) -> bool:
+        """Publishes an OctoPrint event as JSON; False when its class is off or it was refused
+        while offline. Raises ValueError when the configured topic is invalid."""
+    def publish(
+        self,
+        topic: str,
+        payload: bytes,
+        qos: int = 0,
+        retain: Optional[bool] = None,
+        queue: bool = False,
+    ) -> bool:
+        """Publishes bytes; ``retain=None`` follows ``broker.retain``. ValueError for a bad
+        topic or QoS."""
+    def stop(self, timeout: float = 1.0) -> bool:
+        """Disconnects cleanly and stops the thread; False if that took longer than timeout."""
+    @property
+    def connected(self) -> bool: ...
+    def status(self) -> dict[str, Any]:
+        """state, broker, since, last_error and the counters published, queued, dropped,
+        refused, received, reconnects, queue_depth."""
+
+def encode_json(value: Any) -> bytes:
+    """Any Python value as the JSON text the plugin publishes."""
+
+def encode_event(
+    event: str,
+    payload: Optional[Any],
+    timestamp_field: str = "_timestamp",
+    timestamp: int = 0,
+) -> bytes:
+    """An event's JSON payload exactly as ``Core.publish_event`` builds it."""

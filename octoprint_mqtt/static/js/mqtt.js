@@ -1,0 +1,1 @@
+// The settings view model arrives with the settings page; OctoPrint binds the plain settings template meanwhile.

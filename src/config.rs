@@ -1,0 +1,446 @@
+//! The plugin's settings tree (`plugins.mqtt`), parsed once per save and split into what
+//! needs a reconnect when it changes ([`ConnectionConfig`]) and what applies live
+//! ([`PublishConfig`]). Field names are the settings keys of compat.md section 2.
+
+use std::collections::hash_map::RandomState;
+use std::hash::{BuildHasher, Hasher};
+use std::sync::OnceLock;
+
+use serde::{Deserialize, Deserializer};
+
+use crate::events::EventToggles;
+use crate::topic;
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default)]
+pub struct Settings {
+    pub broker: Broker,
+    pub client: Client,
+    pub publish: Publish,
+    #[serde(deserialize_with = "lenient_string")]
+    pub timestamp_fieldname: String,
+}
+
+impl Default for Settings {
+    fn default() -> Self {
+        Settings {
+            broker: Broker::default(),
+            client: Client::default(),
+            publish: Publish::default(),
+            timestamp_fieldname: "_timestamp".into(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default)]
+pub struct Broker {
+    #[serde(deserialize_with = "optional_string")]
+    pub url: Option<String>,
+    #[serde(deserialize_with = "lenient_u16")]
+    pub port: u16,
+    #[serde(deserialize_with = "optional_string")]
+    pub username: Option<String>,
+    #[serde(deserialize_with = "optional_string")]
+    pub password: Option<String>,
+    #[serde(deserialize_with = "lenient_u16")]
+    pub keepalive: u16,
+    #[serde(deserialize_with = "lenient_bool")]
+    pub tls_active: bool,
+    pub tls: Tls,
+    #[serde(deserialize_with = "lenient_bool")]
+    pub tls_insecure: bool,
+    #[serde(deserialize_with = "lenient_string")]
+    pub protocol: String,
+    #[serde(deserialize_with = "lenient_bool")]
+    pub retain: bool,
+    #[serde(rename = "lwRetain", deserialize_with = "lenient_bool")]
+    pub lw_retain: bool,
+    #[serde(deserialize_with = "lenient_bool")]
+    pub clean_session: bool,
+}
+
+impl Default for Broker {
+    fn default() -> Self {
+        Broker {
+            url: None,
+            port: 1883,
+            username: None,
+            password: None,
+            keepalive: 60,
+            tls_active: false,
+            tls: Tls::default(),
+            tls_insecure: false,
+            protocol: "MQTTv311".into(),
+            retain: true,
+            lw_retain: true,
+            clean_session: true,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
+#[serde(default)]
+pub struct Tls {
+    #[serde(deserialize_with = "optional_string")]
+    pub ca_certs: Option<String>,
+    #[serde(deserialize_with = "optional_string")]
+    pub certfile: Option<String>,
+    #[serde(deserialize_with = "optional_string")]
+    pub keyfile: Option<String>,
+    #[serde(deserialize_with = "optional_string")]
+    pub ciphers: Option<String>,
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(default)]
+pub struct Client {
+    #[serde(deserialize_with = "optional_string")]
+    pub client_id: Option<String>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default)]
+pub struct Publish {
+    #[serde(rename = "baseTopic", deserialize_with = "lenient_string")]
+    pub base_topic: String,
+    #[serde(rename = "eventTopic", deserialize_with = "lenient_string")]
+    pub event_topic: String,
+    #[serde(rename = "eventActive", deserialize_with = "lenient_bool")]
+    pub event_active: bool,
+    pub events: EventToggles,
+    #[serde(rename = "lwTopic", deserialize_with = "lenient_string")]
+    pub lw_topic: String,
+    #[serde(rename = "lwActive", deserialize_with = "lenient_bool")]
+    pub lw_active: bool,
+    /// Keep the plugin's own events in the offline queue while disconnected.
+    #[serde(rename = "queueWhileOffline", deserialize_with = "lenient_bool")]
+    pub queue_while_offline: bool,
+    #[serde(rename = "offlineQueueSize", deserialize_with = "lenient_usize")]
+    pub offline_queue_size: usize,
+}
+
+impl Default for Publish {
+    fn default() -> Self {
+        Publish {
+            base_topic: "octoprint/".into(),
+            event_topic: "event/{event}".into(),
+            event_active: true,
+            events: EventToggles::default(),
+            lw_topic: "mqtt".into(),
+            lw_active: true,
+            queue_while_offline: true,
+            offline_queue_size: DEFAULT_QUEUE_SIZE,
+        }
+    }
+}
+
+pub const DEFAULT_QUEUE_SIZE: usize = 10_000;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Protocol {
+    V311,
+    V5,
+}
+
+/// The status topic: `connected` after each connect, `disconnected` on a clean stop and as
+/// the last will.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StatusTopic {
+    pub topic: String,
+    pub retain: bool,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TlsConfig {
+    pub files: Tls,
+    pub insecure: bool,
+}
+
+/// Everything that needs a new connection when it changes. Compared as a whole on save.
+#[derive(Clone, PartialEq, Eq)]
+pub struct ConnectionConfig {
+    pub host: String,
+    pub port: u16,
+    pub username: Option<String>,
+    pub password: Option<String>,
+    pub keepalive: u16,
+    pub client_id: String,
+    pub clean_session: bool,
+    pub protocol: Protocol,
+    /// The protocol setting as stored, when it needed interpreting (logged once per connect).
+    pub protocol_note: Option<String>,
+    pub tls: Option<TlsConfig>,
+    pub status: Option<StatusTopic>,
+}
+
+impl std::fmt::Debug for ConnectionConfig {
+    // Hand-written so that the password can never reach a log line through `{:?}`.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ConnectionConfig")
+            .field("host", &self.host)
+            .field("port", &self.port)
+            .field("username", &self.username)
+            .field("password", &self.password.as_ref().map(|_| "<hidden>"))
+            .field("client_id", &self.client_id)
+            .field("protocol", &self.protocol)
+            .finish_non_exhaustive()
+    }
+}
+
+impl ConnectionConfig {
+    /// `host:port`, for log lines and the status.
+    pub fn address(&self) -> String {
+        if self.host.contains(':') {
+            format!("[{}]:{}", self.host, self.port)
+        } else {
+            format!("{}:{}", self.host, self.port)
+        }
+    }
+}
+
+/// What the caller's thread needs to turn an event into a message.
+#[derive(Debug, Clone)]
+pub struct PublishConfig {
+    pub base_topic: String,
+    pub event_topic: String,
+    pub event_active: bool,
+    pub events: EventToggles,
+    pub retain: bool,
+    pub timestamp_field: String,
+    pub queue_events_offline: bool,
+}
+
+impl Settings {
+    /// `None` when no broker is set: the plugin then stays idle.
+    pub fn connection(&self) -> Option<ConnectionConfig> {
+        let host = self.broker.url.as_deref()?.trim();
+        if host.is_empty() {
+            return None;
+        }
+        let stored = self.broker.protocol.trim();
+        let (protocol, protocol_note) = match stored {
+            "MQTTv5" | "MQTTv50" | "5" => (Protocol::V5, None),
+            "MQTTv311" | "" => (Protocol::V311, None),
+            "MQTTv31" => (
+                Protocol::V311,
+                Some("broker.protocol MQTTv31 (MQTT 3.1) is obsolete: connecting with MQTT 3.1.1".into()),
+            ),
+            other => (
+                Protocol::V311,
+                Some(format!("broker.protocol {other:?} is unknown: connecting with MQTT 3.1.1")),
+            ),
+        };
+        let status = self.publish.lw_active.then(|| StatusTopic {
+            topic: format!("{}{}", self.publish.base_topic, self.publish.lw_topic),
+            retain: self.broker.lw_retain,
+        });
+        Some(ConnectionConfig {
+            host: host.to_string(),
+            port: self.broker.port,
+            // Credentials go out only with a user name, as the classic plugin did.
+            password: self.broker.username.as_ref().and(self.broker.password.clone()),
+            username: self.broker.username.clone(),
+            keepalive: self.broker.keepalive,
+            client_id: self
+                .client
+                .client_id
+                .clone()
+                .unwrap_or_else(|| generated_client_id().to_string()),
+            clean_session: self.broker.clean_session,
+            protocol,
+            protocol_note,
+            tls: self.broker.tls_active.then(|| TlsConfig {
+                files: self.broker.tls.clone(),
+                insecure: self.broker.tls_insecure,
+            }),
+            status,
+        })
+    }
+
+    pub fn publishing(&self) -> PublishConfig {
+        PublishConfig {
+            base_topic: self.publish.base_topic.clone(),
+            event_topic: self.publish.event_topic.clone(),
+            event_active: self.publish.event_active,
+            events: self.publish.events.clone(),
+            retain: self.broker.retain,
+            timestamp_field: self.timestamp_fieldname.clone(),
+            queue_events_offline: self.publish.queue_while_offline,
+        }
+    }
+}
+
+impl PublishConfig {
+    pub fn event_topic(&self, event: &str) -> String {
+        let mut t = self.base_topic.clone();
+        t.push_str(&topic::render(&self.event_topic, "event", event));
+        t
+    }
+}
+
+/// One id per process: brokers treat a new id as a new client, and a persistent session
+/// needs a non-empty one.
+pub fn generated_client_id() -> &'static str {
+    static ID: OnceLock<String> = OnceLock::new();
+    ID.get_or_init(|| {
+        let mut h = RandomState::new().build_hasher();
+        h.write_u32(std::process::id());
+        h.write_u128(
+            std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map(|d| d.as_nanos())
+                .unwrap_or_default(),
+        );
+        format!("octoprint-mqtt-{:012x}", h.finish() & 0xffff_ffff_ffff)
+    })
+}
+
+// OctoPrint stores whatever the settings dialog sent: numbers may arrive as strings, unset
+// values as None or "". These readers accept what a hand-edited config.yaml or the UI can
+// produce and fall back to the default only when the value is unusable.
+
+#[derive(Deserialize)]
+#[serde(untagged)]
+enum Loose {
+    Bool(bool),
+    Int(i64),
+    Float(f64),
+    Str(String),
+    Other(serde::de::IgnoredAny),
+}
+
+fn loose_int<'de, D: Deserializer<'de>>(d: D) -> Result<Option<i64>, D::Error> {
+    Ok(match Loose::deserialize(d)? {
+        Loose::Int(i) => Some(i),
+        Loose::Float(f) if f.fract() == 0.0 => Some(f as i64),
+        Loose::Str(s) => s.trim().parse().ok(),
+        _ => None,
+    })
+}
+
+fn lenient_u16<'de, D: Deserializer<'de>>(d: D) -> Result<u16, D::Error> {
+    let v = loose_int(d)?;
+    v.and_then(|v| u16::try_from(v).ok())
+        .ok_or_else(|| serde::de::Error::custom(format!("expected a number from 0 to 65535, got {v:?}")))
+}
+
+fn lenient_usize<'de, D: Deserializer<'de>>(d: D) -> Result<usize, D::Error> {
+    let v = loose_int(d)?;
+    v.and_then(|v| usize::try_from(v).ok())
+        .ok_or_else(|| serde::de::Error::custom("expected a positive number"))
+}
+
+fn lenient_bool<'de, D: Deserializer<'de>>(d: D) -> Result<bool, D::Error> {
+    match Loose::deserialize(d)? {
+        Loose::Bool(b) => Ok(b),
+        Loose::Int(i) => Ok(i != 0),
+        Loose::Str(s) => match s.trim().to_ascii_lowercase().as_str() {
+            "true" | "yes" | "on" | "1" => Ok(true),
+            "false" | "no" | "off" | "0" | "" => Ok(false),
+            _ => Err(serde::de::Error::custom(format!("expected true or false, got {s:?}"))),
+        },
+        _ => Err(serde::de::Error::custom("expected true or false")),
+    }
+}
+
+fn lenient_string<'de, D: Deserializer<'de>>(d: D) -> Result<String, D::Error> {
+    Ok(optional_string(d)?.unwrap_or_default())
+}
+
+fn optional_string<'de, D: Deserializer<'de>>(d: D) -> Result<Option<String>, D::Error> {
+    Ok(match Loose::deserialize(d)? {
+        Loose::Str(s) if s.is_empty() => None,
+        Loose::Str(s) => Some(s),
+        Loose::Int(i) => Some(i.to_string()),
+        Loose::Float(f) => Some(f.to_string()),
+        _ => None,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(json: &str) -> Settings {
+        serde_json::from_str(json).unwrap()
+    }
+
+    #[test]
+    fn defaults_match_the_contract() {
+        let s = parse("{}");
+        assert_eq!(s.broker.port, 1883);
+        assert_eq!(s.broker.keepalive, 60);
+        assert!(s.broker.retain && s.broker.lw_retain && s.broker.clean_session);
+        assert_eq!(s.publish.base_topic, "octoprint/");
+        assert_eq!(s.publish.event_topic, "event/{event}");
+        assert_eq!(s.publish.lw_topic, "mqtt");
+        assert_eq!(s.timestamp_fieldname, "_timestamp");
+        assert!(s.connection().is_none(), "no url: idle");
+    }
+
+    #[test]
+    fn loose_values_from_the_settings_dialog() {
+        let s = parse(
+            r#"{"broker": {"url": " mqtt.lan ", "port": "8883", "keepalive": 30.0,
+                "tls_active": "true", "username": "", "password": "x", "unknown": 1},
+                "publish": {"hassTopic": "homeassistant"}}"#,
+        );
+        let c = s.connection().unwrap();
+        assert_eq!((c.host.as_str(), c.port, c.keepalive), ("mqtt.lan", 8883, 30));
+        assert!(c.tls.is_some());
+        assert_eq!(c.username, None);
+        assert_eq!(c.password, None, "no password without a user name");
+    }
+
+    #[test]
+    fn bad_port_is_an_error() {
+        assert!(serde_json::from_str::<Settings>(r#"{"broker": {"port": 70000}}"#).is_err());
+    }
+
+    #[test]
+    fn protocol_mapping() {
+        let c = |p: &str| {
+            parse(&format!(r#"{{"broker": {{"url": "h", "protocol": "{p}"}}}}"#))
+                .connection()
+                .unwrap()
+        };
+        assert_eq!(c("MQTTv5").protocol, Protocol::V5);
+        assert_eq!(c("MQTTv311").protocol, Protocol::V311);
+        assert!(c("MQTTv311").protocol_note.is_none());
+        let old = c("MQTTv31");
+        assert_eq!(old.protocol, Protocol::V311);
+        assert!(old.protocol_note.unwrap().contains("3.1.1"));
+    }
+
+    #[test]
+    fn status_topic_and_client_id() {
+        let s = parse(r#"{"broker": {"url": "h", "lwRetain": false}, "publish": {"baseTopic": "farm/p1/"}}"#);
+        let c = s.connection().unwrap();
+        assert_eq!(
+            c.status,
+            Some(StatusTopic {
+                topic: "farm/p1/mqtt".into(),
+                retain: false
+            })
+        );
+        assert!(c.client_id.starts_with("octoprint-mqtt-"));
+        assert_eq!(c.client_id, s.connection().unwrap().client_id, "stable");
+        let off = parse(r#"{"broker": {"url": "h"}, "publish": {"lwActive": false}}"#);
+        assert!(off.connection().unwrap().status.is_none());
+    }
+
+    #[test]
+    fn password_is_hidden_in_debug_output() {
+        let c = parse(r#"{"broker": {"url": "h", "username": "u", "password": "hunter2"}}"#)
+            .connection()
+            .unwrap();
+        assert!(!format!("{c:?}").contains("hunter2"));
+    }
+
+    #[test]
+    fn event_topic_is_base_plus_template() {
+        let p = parse(r#"{"publish": {"baseTopic": "op", "eventTopic": "/ev/{event}/x"}}"#).publishing();
+        assert_eq!(p.event_topic("Home"), "op/ev/Home/x");
+    }
+}

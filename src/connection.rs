@@ -1,0 +1,488 @@
+//! The core's own thread: a single-threaded tokio runtime running [`Runner`], the connection
+//! state machine. Python threads talk to it only through [`Handle`]: a bounded command
+//! channel they never wait on, a shutdown signal, and the shared status.
+
+use std::collections::VecDeque;
+use std::sync::atomic::{AtomicBool, Ordering::Relaxed};
+use std::sync::{mpsc as std_mpsc, Arc, Mutex};
+use std::thread::JoinHandle;
+use std::time::Duration;
+
+use tokio::sync::{mpsc, watch};
+use tokio::time::{timeout_at, Instant};
+
+use crate::config::{ConnectionConfig, Protocol, StatusTopic};
+use crate::error::{Error, Result};
+use crate::message::{Message, Qos};
+use crate::queue::OfflineQueue;
+use crate::session::{self, NetEvent, Session};
+use crate::status::{Shared, State};
+
+/// Commands waiting for the core's thread. Far more than a burst of events: when it is full
+/// the core is stuck, and the caller gets a counted drop instead of a wait.
+const COMMAND_CAPACITY: usize = 65_536;
+/// How long a clean disconnect (on shutdown or a broker change) may take.
+const CLOSE_BUDGET: Duration = Duration::from_millis(900);
+/// Commands taken per wake-up before handing messages to the client.
+const BATCH: usize = 512;
+
+pub enum Command {
+    Publish(Message),
+    Configure {
+        conn: Option<ConnectionConfig>,
+        queue_capacity: usize,
+    },
+}
+
+pub struct Handle {
+    commands: mpsc::Sender<Command>,
+    shutdown: watch::Sender<bool>,
+    pub shared: Arc<Shared>,
+    thread: Mutex<Option<(std_mpsc::Receiver<()>, JoinHandle<()>)>>,
+    overload_logged: AtomicBool,
+}
+
+impl Handle {
+    pub fn spawn(queue_capacity: usize) -> std::io::Result<Handle> {
+        let (commands, rx) = mpsc::channel(COMMAND_CAPACITY);
+        let (shutdown, shutdown_rx) = watch::channel(false);
+        let shared = Arc::new(Shared::default());
+        let (done_tx, done_rx) = std_mpsc::channel();
+        let runner = Runner::new(rx, shutdown_rx, shared.clone(), queue_capacity);
+        let thread = std::thread::Builder::new()
+            .name("mqtt-core".into())
+            .spawn(move || {
+                let rt = tokio::runtime::Builder::new_current_thread()
+                    .enable_all()
+                    .build()
+                    .expect("tokio runtime");
+                let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                    rt.block_on(runner.run())
+                }));
+                if outcome.is_err() {
+                    error!("The MQTT core stopped after an internal error; MQTT is off until OctoPrint restarts");
+                }
+                let _ = done_tx.send(());
+            })?;
+        Ok(Handle {
+            commands,
+            shutdown,
+            shared,
+            thread: Mutex::new(Some((done_rx, thread))),
+            overload_logged: AtomicBool::new(false),
+        })
+    }
+
+    /// Never waits. A full channel means the core's thread is not keeping up: the message is
+    /// counted as dropped and that is logged once per episode.
+    pub fn send(&self, cmd: Command) -> Result<()> {
+        match self.commands.try_send(cmd) {
+            Ok(()) => {
+                if self.overload_logged.load(Relaxed) {
+                    self.overload_logged.store(false, Relaxed);
+                }
+                Ok(())
+            }
+            Err(mpsc::error::TrySendError::Full(_)) => {
+                Shared::add(&self.shared.counters.dropped, 1);
+                if !self.overload_logged.swap(true, Relaxed) {
+                    warn!("The MQTT core cannot keep up ({COMMAND_CAPACITY} messages waiting): dropping new messages until it catches up");
+                }
+                Ok(())
+            }
+            Err(mpsc::error::TrySendError::Closed(_)) => Err(Error::NotRunning),
+        }
+    }
+
+    /// Asks the core to disconnect cleanly and waits at most `timeout` for its thread.
+    /// Call without the GIL: the core's log records need it.
+    pub fn shutdown(&self, timeout: Duration) -> bool {
+        let _ = self.shutdown.send(true);
+        let Some((done, thread)) = self.thread.lock().unwrap_or_else(|p| p.into_inner()).take()
+        else {
+            return true;
+        };
+        match done.recv_timeout(timeout) {
+            Ok(()) | Err(std_mpsc::RecvTimeoutError::Disconnected) => {
+                let _ = thread.join();
+                true
+            }
+            // Left to finish on its own; it holds nothing the process needs.
+            Err(std_mpsc::RecvTimeoutError::Timeout) => false,
+        }
+    }
+}
+
+impl Drop for Handle {
+    fn drop(&mut self) {
+        let _ = self.shutdown.send(true);
+    }
+}
+
+struct Runner {
+    commands: mpsc::Receiver<Command>,
+    shutdown: watch::Receiver<bool>,
+    shared: Arc<Shared>,
+    /// False until the first settings arrive: messages are kept until we know the broker.
+    configured: bool,
+    conn: Option<ConnectionConfig>,
+    session: Option<Session>,
+    connected: bool,
+    ever_connected: bool,
+    /// Waiting for the client (offline, or its request buffer is full).
+    queue: OfflineQueue,
+    /// Handed to rumqttc, not yet written to the socket, in order.
+    handed: VecDeque<Message>,
+    /// QoS 1/2: written, not yet acknowledged, by packet id, in order.
+    unacked: VecDeque<(u16, Message)>,
+    /// The failure last logged; the same one is not logged again.
+    last_reason: Option<String>,
+    dropped_in_outage: u64,
+}
+
+impl Runner {
+    fn new(
+        commands: mpsc::Receiver<Command>,
+        shutdown: watch::Receiver<bool>,
+        shared: Arc<Shared>,
+        queue_capacity: usize,
+    ) -> Self {
+        Runner {
+            commands,
+            shutdown,
+            shared,
+            configured: false,
+            conn: None,
+            session: None,
+            connected: false,
+            ever_connected: false,
+            queue: OfflineQueue::new(queue_capacity),
+            handed: VecDeque::new(),
+            unacked: VecDeque::new(),
+            last_reason: None,
+            dropped_in_outage: 0,
+        }
+    }
+
+    async fn run(mut self) {
+        loop {
+            tokio::select! {
+                biased;
+                _ = self.shutdown.changed() => break,
+                cmd = self.commands.recv() => match cmd {
+                    Some(cmd) => self.commands_batch(cmd).await,
+                    None => break,
+                },
+                ev = next_event(&mut self.session) => self.net_event(ev),
+            }
+        }
+        // What was sent before the shutdown still goes out if the broker takes it in time.
+        while let Ok(cmd) = self.commands.try_recv() {
+            if let Command::Publish(m) = cmd {
+                self.accept(m);
+            }
+        }
+        self.close_session(Instant::now() + CLOSE_BUDGET).await;
+        self.shared.set(State::Stopped, None, None);
+        debug!("MQTT core stopped");
+    }
+
+    async fn commands_batch(&mut self, first: Command) {
+        self.command(first).await;
+        for _ in 0..BATCH {
+            match self.commands.try_recv() {
+                Ok(cmd) => self.command(cmd).await,
+                Err(_) => break,
+            }
+        }
+        self.pump();
+    }
+
+    async fn command(&mut self, cmd: Command) {
+        match cmd {
+            Command::Publish(m) => self.accept(m),
+            Command::Configure {
+                conn,
+                queue_capacity,
+            } => self.configure(conn, queue_capacity).await,
+        }
+    }
+
+    fn accept(&mut self, m: Message) {
+        let keep = !self.configured || self.connected || (self.session.is_some() && m.queue_offline);
+        if !keep {
+            Shared::add(&self.shared.counters.refused, 1);
+            return;
+        }
+        if !self.connected {
+            Shared::add(&self.shared.counters.queued, 1);
+        }
+        let dropped = self.queue.push_back(m);
+        self.note_drops(dropped);
+    }
+
+    fn note_drops(&mut self, n: u64) {
+        if n == 0 {
+            return;
+        }
+        Shared::add(&self.shared.counters.dropped, n);
+        if self.dropped_in_outage == 0 {
+            warn!(
+                "The offline queue is full: dropping the oldest messages until the broker is back (raise publish.offlineQueueSize to keep more)"
+            );
+        }
+        self.dropped_in_outage += n;
+    }
+
+    /// Moves queued messages into rumqttc's buffer while it has room.
+    fn pump(&mut self) {
+        if let (true, Some(s)) = (self.connected, &self.session) {
+            while let Some(m) = self.queue.front() {
+                if !s.client.try_publish(m) {
+                    break;
+                }
+                let m = self.queue.pop_front().expect("front exists");
+                self.handed.push_back(m);
+            }
+        }
+        self.shared
+            .counters
+            .queue_depth
+            .store(self.queue.len() as u64, Relaxed);
+    }
+
+    fn net_event(&mut self, ev: Option<NetEvent>) {
+        match ev {
+            None => {
+                // The connection task ended without being asked to: never leave the user
+                // without a connection and without a word.
+                error!("The MQTT connection task ended unexpectedly; reconnecting");
+                self.session = None;
+                self.connected = false;
+                if let Some(conn) = self.conn.clone() {
+                    self.open_session(&conn);
+                }
+            }
+            Some(NetEvent::Connected) => self.on_connected(),
+            Some(NetEvent::Down { reason, retry_in }) => self.on_down(reason, retry_in),
+            Some(NetEvent::Written(pkid)) => {
+                if let Some(m) = self.handed.pop_front() {
+                    if m.qos == Qos::AtMostOnce {
+                        Shared::add(&self.shared.counters.published, 1);
+                    } else {
+                        self.unacked.push_back((pkid, m));
+                    }
+                }
+                self.pump();
+            }
+            Some(NetEvent::Acked(pkid)) => {
+                if let Some(i) = self.unacked.iter().position(|(p, _)| *p == pkid) {
+                    self.unacked.remove(i);
+                    Shared::add(&self.shared.counters.published, 1);
+                }
+            }
+            Some(NetEvent::DisconnectSent) => {}
+            Some(NetEvent::Message { .. }) => {
+                Shared::add(&self.shared.counters.received, 1);
+            }
+        }
+    }
+
+    fn on_connected(&mut self) {
+        let Some(conn) = &self.conn else { return };
+        self.connected = true;
+        if self.ever_connected {
+            Shared::add(&self.shared.counters.reconnects, 1);
+        }
+        self.ever_connected = true;
+        match self.last_reason.take() {
+            Some(_) => info!("Reconnected to the MQTT broker at {}", conn.address()),
+            None => info!(
+                "Connected to the MQTT broker at {} as client {:?}",
+                conn.address(),
+                conn.client_id
+            ),
+        }
+        if self.dropped_in_outage > 0 {
+            warn!(
+                "{} messages were dropped from the full offline queue while the broker was unreachable",
+                self.dropped_in_outage
+            );
+            self.dropped_in_outage = 0;
+        }
+        self.shared
+            .set(State::Connected, Some(conn.address()), None);
+        if let Some(st) = &conn.status {
+            let hello = status_message(st, "connected");
+            self.queue.requeue_front(std::iter::once(hello));
+        }
+        self.pump();
+    }
+
+    fn on_down(&mut self, reason: String, retry_in: Duration) {
+        let Some(conn) = &self.conn else { return };
+        let address = conn.address();
+        let was_connected = std::mem::replace(&mut self.connected, false);
+        self.requeue_in_flight();
+        if was_connected {
+            warn!("Lost the connection to the MQTT broker at {address}: {reason}. Reconnecting; messages are kept meanwhile");
+        } else if self.last_reason.as_deref() != Some(reason.as_str()) {
+            warn!(
+                "Cannot connect to the MQTT broker at {address}: {reason}. Retrying in {} s, then less and less often (up to every 2 minutes); this is not logged again until the reason changes",
+                retry_in.as_secs()
+            );
+        } else {
+            debug!("Still cannot connect to {address}: {reason}");
+        }
+        self.shared
+            .set(State::BackingOff, Some(address), Some(reason.clone()));
+        self.last_reason = Some(reason);
+    }
+
+    /// Messages the client had not finished with go back in front of the queue, oldest first.
+    /// Status messages are not kept: they describe a connection that no longer exists.
+    fn requeue_in_flight(&mut self) {
+        let status_topic = self
+            .conn
+            .as_ref()
+            .and_then(|c| c.status.as_ref())
+            .map(|s| s.topic.clone());
+        let back: Vec<Message> = self
+            .unacked
+            .drain(..)
+            .map(|(_, m)| m)
+            .chain(self.handed.drain(..))
+            .filter(|m| Some(&m.topic) != status_topic.as_ref() || !is_status_payload(&m.payload))
+            .collect();
+        let dropped = self.queue.requeue_front(back.into_iter());
+        self.note_drops(dropped);
+    }
+
+    async fn configure(&mut self, conn: Option<ConnectionConfig>, queue_capacity: usize) {
+        let dropped = self.queue.set_capacity(queue_capacity);
+        self.note_drops(dropped);
+        if self.configured && conn == self.conn {
+            return;
+        }
+        let first = !self.configured;
+        self.configured = true;
+        if self.session.is_some() {
+            info!("MQTT connection settings changed: reconnecting");
+            self.close_session(Instant::now() + CLOSE_BUDGET).await;
+        }
+        self.conn = conn;
+        self.last_reason = None;
+        match self.conn.clone() {
+            None => {
+                let waiting = self.queue.len();
+                while self.queue.pop_front().is_some() {}
+                if waiting > 0 {
+                    Shared::add(&self.shared.counters.refused, waiting as u64);
+                }
+                info!("No MQTT broker is configured (plugins.mqtt.broker.url is empty): the plugin stays idle until one is set in the settings");
+                self.shared.set(State::Idle, None, None);
+            }
+            Some(conn) => {
+                if let Some(note) = &conn.protocol_note {
+                    warn!("{note}");
+                }
+                if first || self.session.is_none() {
+                    debug!("Configured {conn:?}");
+                }
+                self.open_session(&conn);
+            }
+        }
+    }
+
+    fn open_session(&mut self, conn: &ConnectionConfig) {
+        let address = conn.address();
+        info!(
+            "Connecting to the MQTT broker at {address} with MQTT {}{}{}",
+            match conn.protocol {
+                Protocol::V311 => "3.1.1",
+                Protocol::V5 => "5",
+            },
+            if conn.tls.is_some() { " over TLS" } else { "" },
+            match &conn.username {
+                Some(u) => format!(" as user {u:?}"),
+                None => String::new(),
+            }
+        );
+        match session::start(conn) {
+            Ok(s) => {
+                self.session = Some(s);
+                self.shared.set(State::Connecting, Some(address), None);
+            }
+            Err(e) => {
+                error!("Cannot connect to the MQTT broker at {address}: {e}. Fix the settings and save them to try again");
+                self.shared.set(State::Idle, Some(address), Some(e.to_string()));
+            }
+        }
+    }
+
+    /// Publishes `disconnected` and sends DISCONNECT when connected, then drops the
+    /// connection; never takes longer than `deadline`.
+    async fn close_session(&mut self, deadline: Instant) {
+        if self.session.is_none() {
+            return;
+        }
+        if self.connected {
+            if let Some(st) = self.conn.as_ref().and_then(|c| c.status.clone()) {
+                let bye = status_message(&st, "disconnected");
+                let dropped = self.queue.push_back(bye);
+                self.note_drops(dropped);
+            }
+            let mut disconnect_requested = false;
+            loop {
+                self.pump();
+                if !disconnect_requested && self.queue.is_empty() && self.handed.is_empty() {
+                    disconnect_requested = self
+                        .session
+                        .as_ref()
+                        .is_some_and(|s| s.client.try_disconnect());
+                }
+                let ev = match self.session.as_mut() {
+                    Some(s) => timeout_at(deadline, s.events.recv()).await,
+                    None => break,
+                };
+                match ev {
+                    Ok(Some(NetEvent::DisconnectSent)) => break,
+                    Ok(Some(NetEvent::Down { reason, .. })) => {
+                        debug!("Connection ended while closing: {reason}");
+                        break;
+                    }
+                    Ok(Some(other)) => self.net_event(Some(other)),
+                    Ok(None) => break,
+                    Err(_) => {
+                        warn!("The MQTT broker did not take the disconnect in time; closing the connection anyway");
+                        break;
+                    }
+                }
+            }
+        }
+        self.session = None;
+        self.connected = false;
+        self.requeue_in_flight();
+    }
+}
+
+async fn next_event(session: &mut Option<Session>) -> Option<NetEvent> {
+    match session {
+        Some(s) => s.events.recv().await,
+        None => std::future::pending().await,
+    }
+}
+
+fn status_message(st: &StatusTopic, text: &str) -> Message {
+    Message {
+        topic: st.topic.clone(),
+        payload: text.as_bytes().to_vec(),
+        qos: Qos::AtLeastOnce,
+        retain: st.retain,
+        queue_offline: true,
+    }
+}
+
+fn is_status_payload(p: &[u8]) -> bool {
+    p == b"connected" || p == b"disconnected"
+}

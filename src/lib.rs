@@ -1,0 +1,227 @@
+//! The Python surface of the core (`octoprint_mqtt._core`). Everything else lives in the
+//! modules below; this file only converts between Python and Rust.
+
+#[macro_use]
+mod logging;
+mod config;
+mod connection;
+mod error;
+mod events;
+mod message;
+mod payload;
+mod queue;
+mod session;
+mod status;
+mod tls;
+mod topic;
+
+use std::sync::{Arc, Mutex, OnceLock, RwLock};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use pyo3::exceptions::{PyRuntimeError, PyTypeError, PyValueError};
+use pyo3::prelude::*;
+use pyo3::types::{PyBytes, PyDict};
+
+use crate::config::{PublishConfig, Settings};
+use crate::connection::{Command, Handle};
+use crate::error::Error;
+use crate::message::{Message, Qos};
+
+impl From<Error> for PyErr {
+    fn from(e: Error) -> PyErr {
+        match e {
+            Error::InvalidTopic { .. } | Error::InvalidQos(_) | Error::Config(_) => {
+                PyValueError::new_err(e.to_string())
+            }
+            Error::Payload(_) => PyTypeError::new_err(e.to_string()),
+            Error::NotRunning => PyRuntimeError::new_err(e.to_string()),
+        }
+    }
+}
+
+static LOG_RESET: OnceLock<Mutex<pyo3_log::ResetHandle>> = OnceLock::new();
+
+fn unix_now() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or_default()
+}
+
+/// One MQTT client: its own thread, connection, offline queue and status.
+#[pyclass(frozen, module = "octoprint_mqtt._core")]
+struct Core {
+    handle: Handle,
+    /// Read on the caller's thread for every event; replaced whole on each settings save.
+    publishing: RwLock<Arc<PublishConfig>>,
+}
+
+impl Core {
+    fn publishing(&self) -> Arc<PublishConfig> {
+        self.publishing
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+    }
+
+    fn send(&self, msg: Message) -> PyResult<bool> {
+        // What the caller is told: would this message be delivered (now or after a reconnect)?
+        let accepted = msg.queue_offline || self.handle.shared.is_connected();
+        self.handle.send(Command::Publish(msg))?;
+        Ok(accepted)
+    }
+}
+
+#[pymethods]
+impl Core {
+    #[new]
+    fn new() -> PyResult<Self> {
+        let defaults = Settings::default();
+        let handle = Handle::spawn(defaults.publish.offline_queue_size)
+            .map_err(|e| PyRuntimeError::new_err(format!("cannot start the MQTT thread: {e}")))?;
+        Ok(Core {
+            handle,
+            publishing: RwLock::new(Arc::new(defaults.publishing())),
+        })
+    }
+
+    /// Takes the whole `plugins.mqtt` settings tree (defaults merged). Connection settings
+    /// that differ from the current ones make the core reconnect; the rest applies at once.
+    fn configure(&self, settings: &Bound<'_, PyAny>) -> PyResult<()> {
+        let settings: Settings = pythonize::depythonize(settings)
+            .map_err(|e| PyValueError::new_err(format!("invalid MQTT settings: {e}")))?;
+        if let Some(reset) = LOG_RESET.get() {
+            // Pick up log levels changed in OctoPrint's logging settings.
+            reset.lock().unwrap_or_else(|p| p.into_inner()).reset();
+        }
+        *self.publishing.write().unwrap_or_else(|p| p.into_inner()) =
+            Arc::new(settings.publishing());
+        self.handle.send(Command::Configure {
+            conn: settings.connection(),
+            queue_capacity: settings.publish.offline_queue_size,
+        })?;
+        Ok(())
+    }
+
+    /// Publishes an OctoPrint event on `<base><eventTopic>` unless its class is switched off.
+    /// Returns whether it was accepted (sent, or queued while offline).
+    #[pyo3(signature = (event, payload=None))]
+    fn publish_event(&self, event: &str, payload: Option<&Bound<'_, PyAny>>) -> PyResult<bool> {
+        let cfg = self.publishing();
+        if !cfg.event_active || !cfg.events.enabled(events::classify(event)) {
+            return Ok(false);
+        }
+        let topic = cfg.event_topic(event);
+        topic::validate_topic(&topic)?;
+        let payload = payload::encode_event(payload, event, &cfg.timestamp_field, unix_now());
+        self.send(Message {
+            topic,
+            payload,
+            qos: Qos::AtMostOnce,
+            retain: cfg.retain && events::retain_follows_broker(event),
+            queue_offline: cfg.queue_events_offline,
+        })
+    }
+
+    /// Publishes bytes as they are. `retain=None` follows `broker.retain`.
+    #[pyo3(signature = (topic, payload, qos=0, retain=None, queue=false))]
+    fn publish(
+        &self,
+        topic: &str,
+        payload: &[u8],
+        qos: i64,
+        retain: Option<bool>,
+        queue: bool,
+    ) -> PyResult<bool> {
+        topic::validate_topic(topic)?;
+        let qos = Qos::try_from(qos)?;
+        let retain = retain.unwrap_or_else(|| self.publishing().retain);
+        self.send(Message {
+            topic: topic.to_owned(),
+            payload: payload.to_vec(),
+            qos,
+            retain,
+            queue_offline: queue,
+        })
+    }
+
+    /// Disconnects cleanly (status `disconnected`, then DISCONNECT) and stops the thread.
+    /// Returns False if it did not finish within `timeout` seconds.
+    #[pyo3(signature = (timeout=1.0))]
+    fn stop(&self, py: Python<'_>, timeout: f64) -> bool {
+        let timeout = Duration::from_secs_f64(timeout.clamp(0.0, 60.0));
+        py.detach(|| self.handle.shutdown(timeout))
+    }
+
+    #[getter]
+    fn connected(&self) -> bool {
+        self.handle.shared.is_connected()
+    }
+
+    /// State, broker, since (Unix seconds), last error and counters, as a dict.
+    fn status<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyDict>> {
+        let s = self.handle.shared.snapshot();
+        let c = &self.handle.shared.counters;
+        let d = PyDict::new(py);
+        d.set_item("state", s.state.as_str())?;
+        d.set_item("broker", s.broker)?;
+        d.set_item(
+            "since",
+            s.since
+                .duration_since(UNIX_EPOCH)
+                .map(|d| d.as_secs_f64())
+                .unwrap_or_default(),
+        )?;
+        d.set_item("last_error", s.last_error)?;
+        use std::sync::atomic::Ordering::Relaxed;
+        for (name, v) in [
+            ("published", &c.published),
+            ("queued", &c.queued),
+            ("dropped", &c.dropped),
+            ("refused", &c.refused),
+            ("received", &c.received),
+            ("reconnects", &c.reconnects),
+            ("queue_depth", &c.queue_depth),
+        ] {
+            d.set_item(name, v.load(Relaxed))?;
+        }
+        Ok(d)
+    }
+}
+
+/// Any Python value as the JSON text the plugin publishes.
+#[pyfunction]
+fn encode_json<'py>(py: Python<'py>, value: &Bound<'py, PyAny>) -> Bound<'py, PyBytes> {
+    PyBytes::new(py, &payload::encode_value(value))
+}
+
+/// An event's JSON payload exactly as `Core.publish_event` builds it.
+#[pyfunction]
+#[pyo3(signature = (event, payload, timestamp_field="_timestamp", timestamp=0))]
+fn encode_event<'py>(
+    py: Python<'py>,
+    event: &str,
+    payload: Option<&Bound<'py, PyAny>>,
+    timestamp_field: &str,
+    timestamp: u64,
+) -> Bound<'py, PyBytes> {
+    PyBytes::new(
+        py,
+        &payload::encode_event(payload, event, timestamp_field, timestamp),
+    )
+}
+
+#[pymodule]
+fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
+    // rumqttc logs every packet at debug level: keep only its warnings out of OctoPrint's log.
+    let logger = pyo3_log::Logger::new(m.py(), pyo3_log::Caching::LoggersAndLevels)?
+        .filter_target("rumqttc".into(), log::LevelFilter::Warn);
+    if let Ok(reset) = logger.install() {
+        let _ = LOG_RESET.set(Mutex::new(reset));
+    }
+    m.add_class::<Core>()?;
+    m.add_function(wrap_pyfunction!(encode_json, m)?)?;
+    m.add_function(wrap_pyfunction!(encode_event, m)?)?;
+    m.add("__version__", env!("CARGO_PKG_VERSION"))?;
+    Ok(())
+}

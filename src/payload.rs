@@ -1,0 +1,215 @@
+//! JSON encoding of Python values, written straight from the Python objects.
+//!
+//! What consumers rely on (compat.md section 3): keys in the dict's insertion order, non-string
+//! keys stringified as Python's `json` module does, values JSON cannot carry written as their
+//! `str()`, NaN and infinities as `null`, integers of any size exact, UTF-8 text.
+
+use pyo3::prelude::*;
+use pyo3::types::{PyBool, PyDict, PyFloat, PyInt, PyList, PyString, PyTuple};
+
+/// Deeper than this (or a container that contains itself) is written as its `str()`.
+const MAX_DEPTH: u32 = 100;
+
+/// An event message: the payload's keys, then `_event` and the timestamp field. A key of the
+/// payload with one of those names keeps its place and gets the plugin's value, as a Python
+/// dict update would.
+pub fn encode_event(
+    payload: Option<&Bound<'_, PyAny>>,
+    event: &str,
+    timestamp_field: &str,
+    timestamp: u64,
+) -> Vec<u8> {
+    let mut out = Vec::with_capacity(256);
+    let mut obj = ObjectWriter::new(&mut out);
+    let mut wrote_event = false;
+    let mut wrote_ts = false;
+    if let Some(payload) = payload.filter(|p| p.is_truthy().unwrap_or(true)) {
+        match payload.cast::<PyDict>() {
+            Ok(dict) => {
+                for (k, v) in dict.iter() {
+                    let key = key_string(&k);
+                    obj.key(&key);
+                    if key == "_event" {
+                        write_str(obj.out, event);
+                        wrote_event = true;
+                    } else if key == timestamp_field {
+                        write_u64(obj.out, timestamp);
+                        wrote_ts = true;
+                    } else {
+                        write_value(obj.out, &v, 1);
+                    }
+                }
+            }
+            // Events fired by other plugins may carry a bare value; keep it rather than fail.
+            Err(_) => {
+                obj.key("payload");
+                write_value(obj.out, payload, 1);
+            }
+        }
+    }
+    if !wrote_event {
+        obj.key("_event");
+        write_str(obj.out, event);
+    }
+    if !wrote_ts {
+        obj.key(timestamp_field);
+        write_u64(obj.out, timestamp);
+    }
+    obj.finish();
+    out
+}
+
+/// Any Python value as JSON text.
+pub fn encode_value(value: &Bound<'_, PyAny>) -> Vec<u8> {
+    let mut out = Vec::with_capacity(128);
+    write_value(&mut out, value, 0);
+    out
+}
+
+struct ObjectWriter<'a> {
+    out: &'a mut Vec<u8>,
+    first: bool,
+}
+
+impl<'a> ObjectWriter<'a> {
+    fn new(out: &'a mut Vec<u8>) -> Self {
+        out.push(b'{');
+        ObjectWriter { out, first: true }
+    }
+
+    fn key(&mut self, key: &str) {
+        if !self.first {
+            self.out.push(b',');
+        }
+        self.first = false;
+        write_str(self.out, key);
+        self.out.push(b':');
+    }
+
+    fn finish(self) {
+        self.out.push(b'}');
+    }
+}
+
+fn write_value(out: &mut Vec<u8>, v: &Bound<'_, PyAny>, depth: u32) {
+    if depth > MAX_DEPTH {
+        return write_str(out, &display(v));
+    }
+    if v.is_none() {
+        out.extend_from_slice(b"null");
+    } else if let Ok(s) = v.cast::<PyString>() {
+        write_str(out, &s.to_string_lossy());
+    } else if let Ok(b) = v.cast::<PyBool>() {
+        // Before int: bool is a subclass of int.
+        out.extend_from_slice(if b.is_true() { b"true" } else { b"false" });
+    } else if v.is_instance_of::<PyInt>() {
+        write_int(out, v);
+    } else if let Ok(f) = v.cast::<PyFloat>() {
+        write_float(out, f.value());
+    } else if let Ok(d) = v.cast::<PyDict>() {
+        let mut obj = ObjectWriter::new(out);
+        for (k, item) in d.iter() {
+            obj.key(&key_string(&k));
+            write_value(obj.out, &item, depth + 1);
+        }
+        obj.finish();
+    } else if let Ok(l) = v.cast::<PyList>() {
+        write_array(out, l.iter(), depth);
+    } else if let Ok(t) = v.cast::<PyTuple>() {
+        write_array(out, t.iter(), depth);
+    } else {
+        // datetimes, sets, bytes, enums, arbitrary objects: their string form.
+        write_str(out, &display(v));
+    }
+}
+
+fn write_array<'py>(out: &mut Vec<u8>, items: impl Iterator<Item = Bound<'py, PyAny>>, depth: u32) {
+    out.push(b'[');
+    for (i, item) in items.enumerate() {
+        if i > 0 {
+            out.push(b',');
+        }
+        write_value(out, &item, depth + 1);
+    }
+    out.push(b']');
+}
+
+fn write_int(out: &mut Vec<u8>, v: &Bound<'_, PyAny>) {
+    if let Ok(i) = v.extract::<i64>() {
+        out.extend_from_slice(i.to_string().as_bytes());
+    } else if let Ok(u) = v.extract::<u64>() {
+        out.extend_from_slice(u.to_string().as_bytes());
+    } else {
+        // Beyond 64 bits: int's own decimal text is exact (and valid JSON).
+        out.extend_from_slice(int_text(v).as_bytes());
+    }
+}
+
+fn write_float(out: &mut Vec<u8>, f: f64) {
+    if f.is_finite() {
+        // serde_json writes the shortest text that reads back as the same float.
+        serde_json::to_writer(&mut *out, &f).expect("writing to a Vec cannot fail");
+    } else {
+        out.extend_from_slice(b"null");
+    }
+}
+
+fn write_u64(out: &mut Vec<u8>, n: u64) {
+    out.extend_from_slice(n.to_string().as_bytes());
+}
+
+fn write_str(out: &mut Vec<u8>, s: &str) {
+    serde_json::to_writer(&mut *out, s).expect("writing to a Vec cannot fail");
+}
+
+/// Dict keys as Python's `json` turns them into strings; other key types by their `str()`
+/// (where `json` would raise).
+fn key_string(k: &Bound<'_, PyAny>) -> String {
+    if let Ok(s) = k.cast::<PyString>() {
+        s.to_string_lossy().into_owned()
+    } else if k.is_none() {
+        "null".into()
+    } else if let Ok(b) = k.cast::<PyBool>() {
+        if b.is_true() { "true" } else { "false" }.into()
+    } else if k.is_instance_of::<PyInt>() {
+        int_text(k)
+    } else if let Ok(f) = k.cast::<PyFloat>() {
+        let f = f.value();
+        if f.is_nan() {
+            "NaN".into()
+        } else if f.is_infinite() {
+            if f > 0.0 { "Infinity" } else { "-Infinity" }.into()
+        } else {
+            float_repr(k)
+        }
+    } else {
+        display(k)
+    }
+}
+
+fn int_text(v: &Bound<'_, PyAny>) -> String {
+    // int.__repr__, not str(): an IntEnum member's str() is its name.
+    v.py()
+        .get_type::<PyInt>()
+        .call_method1("__repr__", (v,))
+        .and_then(|r| r.extract::<String>())
+        .unwrap_or_else(|_| display(v))
+}
+
+fn float_repr(v: &Bound<'_, PyAny>) -> String {
+    v.py()
+        .get_type::<PyFloat>()
+        .call_method1("__repr__", (v,))
+        .and_then(|r| r.extract::<String>())
+        .unwrap_or_else(|_| display(v))
+}
+
+fn display(v: &Bound<'_, PyAny>) -> String {
+    match v.str() {
+        Ok(s) => s.to_string_lossy().into_owned(),
+        Err(_) => format!(
+            "<unprintable {}>",
+            v.get_type().name().map(|n| n.to_string()).unwrap_or_default()
+        ),
+    }
+}

@@ -1,0 +1,123 @@
+//! The bounded queue of messages waiting for the broker. It keeps each message whole
+//! (topic, QoS, retain flag) and in order; when full it drops the oldest and counts them.
+
+use std::collections::VecDeque;
+
+use crate::message::Message;
+
+#[derive(Debug)]
+pub struct OfflineQueue {
+    items: VecDeque<Message>,
+    capacity: usize,
+}
+
+impl OfflineQueue {
+    pub fn new(capacity: usize) -> Self {
+        OfflineQueue {
+            items: VecDeque::new(),
+            capacity: capacity.max(1),
+        }
+    }
+
+    /// Appends a new message; returns how many old ones had to go to make room.
+    pub fn push_back(&mut self, msg: Message) -> u64 {
+        self.items.push_back(msg);
+        self.trim()
+    }
+
+    /// Puts messages that were already on their way (handed to the client, or sent and not
+    /// acknowledged) back in front, keeping their order: they are older than anything queued.
+    pub fn requeue_front(&mut self, msgs: impl DoubleEndedIterator<Item = Message>) -> u64 {
+        for msg in msgs.rev() {
+            self.items.push_front(msg);
+        }
+        self.trim()
+    }
+
+    pub fn pop_front(&mut self) -> Option<Message> {
+        self.items.pop_front()
+    }
+
+    pub fn front(&self) -> Option<&Message> {
+        self.items.front()
+    }
+
+    pub fn len(&self) -> usize {
+        self.items.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.items.is_empty()
+    }
+
+    pub fn set_capacity(&mut self, capacity: usize) -> u64 {
+        self.capacity = capacity.max(1);
+        self.trim()
+    }
+
+    fn trim(&mut self) -> u64 {
+        let mut n = 0;
+        while self.items.len() > self.capacity {
+            self.items.pop_front();
+            n += 1;
+        }
+        n
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::message::Qos;
+
+    fn msg(i: usize) -> Message {
+        Message {
+            topic: format!("t/{i}"),
+            payload: vec![i as u8],
+            qos: if i % 2 == 0 { Qos::AtMostOnce } else { Qos::AtLeastOnce },
+            retain: i % 3 == 0,
+            queue_offline: true,
+        }
+    }
+
+    #[test]
+    fn keeps_order_and_fields() {
+        let mut q = OfflineQueue::new(10);
+        for i in 0..5 {
+            assert_eq!(q.push_back(msg(i)), 0);
+        }
+        for i in 0..5 {
+            assert_eq!(q.pop_front().unwrap(), msg(i));
+        }
+        assert!(q.is_empty());
+    }
+
+    #[test]
+    fn full_queue_drops_oldest_and_counts() {
+        let mut q = OfflineQueue::new(3);
+        let dropped: u64 = (0..5).map(|i| q.push_back(msg(i))).sum();
+        assert_eq!(dropped, 2);
+        assert_eq!(q.pop_front().unwrap().topic, "t/2");
+    }
+
+    #[test]
+    fn requeue_goes_in_front_in_order() {
+        let mut q = OfflineQueue::new(10);
+        q.push_back(msg(5));
+        q.requeue_front(vec![msg(1), msg(2)].into_iter());
+        let topics: Vec<_> = std::iter::from_fn(|| q.pop_front().map(|m| m.topic)).collect();
+        assert_eq!(topics, ["t/1", "t/2", "t/5"]);
+    }
+
+    #[test]
+    fn shrinking_capacity_trims() {
+        let mut q = OfflineQueue::new(10);
+        for i in 0..6 {
+            q.push_back(msg(i));
+        }
+        assert_eq!(q.set_capacity(4), 2);
+        assert_eq!(q.len(), 4);
+        assert_eq!(q.front().unwrap().topic, "t/2");
+    }
+
+}

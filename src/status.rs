@@ -1,0 +1,101 @@
+//! What the Python side can read at any time without asking the core's thread.
+
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::Relaxed};
+use std::sync::Mutex;
+use std::time::SystemTime;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum State {
+    /// No broker configured.
+    Idle,
+    Connecting,
+    Connected,
+    /// The last attempt failed; the next one is scheduled.
+    BackingOff,
+    Stopped,
+}
+
+impl State {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            State::Idle => "idle",
+            State::Connecting => "connecting",
+            State::Connected => "connected",
+            State::BackingOff => "backing_off",
+            State::Stopped => "stopped",
+        }
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct Snapshot {
+    pub state: State,
+    pub broker: Option<String>,
+    pub since: SystemTime,
+    pub last_error: Option<String>,
+}
+
+#[derive(Debug, Default)]
+pub struct Counters {
+    /// Written to the socket (QoS 0) or acknowledged by the broker (QoS 1 and 2).
+    pub published: AtomicU64,
+    /// Accepted while offline and kept for later.
+    pub queued: AtomicU64,
+    /// Lost: offline queue overflow, or the core could not keep up.
+    pub dropped: AtomicU64,
+    /// Refused while offline because the sender did not allow queueing.
+    pub refused: AtomicU64,
+    pub received: AtomicU64,
+    pub reconnects: AtomicU64,
+    pub queue_depth: AtomicU64,
+}
+
+#[derive(Debug)]
+pub struct Shared {
+    pub connected: AtomicBool,
+    pub counters: Counters,
+    snapshot: Mutex<Snapshot>,
+}
+
+impl Default for Shared {
+    fn default() -> Self {
+        Shared {
+            connected: AtomicBool::new(false),
+            counters: Counters::default(),
+            snapshot: Mutex::new(Snapshot {
+                state: State::Idle,
+                broker: None,
+                since: SystemTime::now(),
+                last_error: None,
+            }),
+        }
+    }
+}
+
+impl Shared {
+    pub fn is_connected(&self) -> bool {
+        self.connected.load(Relaxed)
+    }
+
+    pub fn snapshot(&self) -> Snapshot {
+        self.snapshot.lock().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+
+    /// Changes the state; `since` moves only when the state really changes.
+    pub fn set(&self, state: State, broker: Option<String>, last_error: Option<String>) {
+        self.connected.store(state == State::Connected, Relaxed);
+        let mut s = self.snapshot.lock().unwrap_or_else(|p| p.into_inner());
+        if s.state != state {
+            s.since = SystemTime::now();
+        }
+        s.state = state;
+        s.broker = broker;
+        if last_error.is_some() {
+            s.last_error = last_error;
+        }
+    }
+
+    pub fn add(counter: &AtomicU64, n: u64) {
+        counter.fetch_add(n, Relaxed);
+    }
+}

@@ -4,7 +4,6 @@
 
 use std::collections::hash_map::RandomState;
 use std::hash::{BuildHasher, Hasher};
-use std::sync::OnceLock;
 
 use serde::{Deserialize, Deserializer};
 
@@ -212,8 +211,9 @@ pub struct PublishConfig {
 }
 
 impl Settings {
-    /// `None` when no broker is set: the plugin then stays idle.
-    pub fn connection(&self) -> Option<ConnectionConfig> {
+    /// `None` when no broker is set: the plugin then stays idle. `default_client_id` is used
+    /// when `client.client_id` is unset.
+    pub fn connection(&self, default_client_id: &str) -> Option<ConnectionConfig> {
         let host = self.broker.url.as_deref()?.trim();
         if host.is_empty() {
             return None;
@@ -224,11 +224,16 @@ impl Settings {
             "MQTTv311" | "" => (Protocol::V311, None),
             "MQTTv31" => (
                 Protocol::V311,
-                Some("broker.protocol MQTTv31 (MQTT 3.1) is obsolete: connecting with MQTT 3.1.1".into()),
+                Some(
+                    "broker.protocol MQTTv31 (MQTT 3.1) is obsolete: connecting with MQTT 3.1.1"
+                        .into(),
+                ),
             ),
             other => (
                 Protocol::V311,
-                Some(format!("broker.protocol {other:?} is unknown: connecting with MQTT 3.1.1")),
+                Some(format!(
+                    "broker.protocol {other:?} is unknown: connecting with MQTT 3.1.1"
+                )),
             ),
         };
         let status = self.publish.lw_active.then(|| StatusTopic {
@@ -239,14 +244,18 @@ impl Settings {
             host: host.to_string(),
             port: self.broker.port,
             // Credentials go out only with a user name, as the classic plugin did.
-            password: self.broker.username.as_ref().and(self.broker.password.clone()),
+            password: self
+                .broker
+                .username
+                .as_ref()
+                .and(self.broker.password.clone()),
             username: self.broker.username.clone(),
             keepalive: self.broker.keepalive,
             client_id: self
                 .client
                 .client_id
                 .clone()
-                .unwrap_or_else(|| generated_client_id().to_string()),
+                .unwrap_or_else(|| default_client_id.to_string()),
             clean_session: self.broker.clean_session,
             protocol,
             protocol_note,
@@ -279,21 +288,19 @@ impl PublishConfig {
     }
 }
 
-/// One id per process: brokers treat a new id as a new client, and a persistent session
-/// needs a non-empty one.
-pub fn generated_client_id() -> &'static str {
-    static ID: OnceLock<String> = OnceLock::new();
-    ID.get_or_init(|| {
-        let mut h = RandomState::new().build_hasher();
-        h.write_u32(std::process::id());
-        h.write_u128(
-            std::time::SystemTime::now()
-                .duration_since(std::time::UNIX_EPOCH)
-                .map(|d| d.as_nanos())
-                .unwrap_or_default(),
-        );
-        format!("octoprint-mqtt-{:012x}", h.finish() & 0xffff_ffff_ffff)
-    })
+/// A fresh random client id. The core makes one and keeps it for its whole life: brokers
+/// treat a new id as a new client, and a persistent session needs a non-empty one.
+pub fn generate_client_id() -> String {
+    // RandomState is seeded randomly per process and advances per instance.
+    let mut h = RandomState::new().build_hasher();
+    h.write_u32(std::process::id());
+    h.write_u128(
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_nanos())
+            .unwrap_or_default(),
+    );
+    format!("octoprint-mqtt-{:012x}", h.finish() & 0xffff_ffff_ffff)
 }
 
 // OctoPrint stores whatever the settings dialog sent: numbers may arrive as strings, unset
@@ -321,8 +328,9 @@ fn loose_int<'de, D: Deserializer<'de>>(d: D) -> Result<Option<i64>, D::Error> {
 
 fn lenient_u16<'de, D: Deserializer<'de>>(d: D) -> Result<u16, D::Error> {
     let v = loose_int(d)?;
-    v.and_then(|v| u16::try_from(v).ok())
-        .ok_or_else(|| serde::de::Error::custom(format!("expected a number from 0 to 65535, got {v:?}")))
+    v.and_then(|v| u16::try_from(v).ok()).ok_or_else(|| {
+        serde::de::Error::custom(format!("expected a number from 0 to 65535, got {v:?}"))
+    })
 }
 
 fn lenient_usize<'de, D: Deserializer<'de>>(d: D) -> Result<usize, D::Error> {
@@ -338,7 +346,9 @@ fn lenient_bool<'de, D: Deserializer<'de>>(d: D) -> Result<bool, D::Error> {
         Loose::Str(s) => match s.trim().to_ascii_lowercase().as_str() {
             "true" | "yes" | "on" | "1" => Ok(true),
             "false" | "no" | "off" | "0" | "" => Ok(false),
-            _ => Err(serde::de::Error::custom(format!("expected true or false, got {s:?}"))),
+            _ => Err(serde::de::Error::custom(format!(
+                "expected true or false, got {s:?}"
+            ))),
         },
         _ => Err(serde::de::Error::custom("expected true or false")),
     }
@@ -376,7 +386,7 @@ mod tests {
         assert_eq!(s.publish.event_topic, "event/{event}");
         assert_eq!(s.publish.lw_topic, "mqtt");
         assert_eq!(s.timestamp_fieldname, "_timestamp");
-        assert!(s.connection().is_none(), "no url: idle");
+        assert!(s.connection("gen").is_none(), "no url: idle");
     }
 
     #[test]
@@ -386,8 +396,11 @@ mod tests {
                 "tls_active": "true", "username": "", "password": "x", "unknown": 1},
                 "publish": {"hassTopic": "homeassistant"}}"#,
         );
-        let c = s.connection().unwrap();
-        assert_eq!((c.host.as_str(), c.port, c.keepalive), ("mqtt.lan", 8883, 30));
+        let c = s.connection("gen").unwrap();
+        assert_eq!(
+            (c.host.as_str(), c.port, c.keepalive),
+            ("mqtt.lan", 8883, 30)
+        );
         assert!(c.tls.is_some());
         assert_eq!(c.username, None);
         assert_eq!(c.password, None, "no password without a user name");
@@ -401,9 +414,11 @@ mod tests {
     #[test]
     fn protocol_mapping() {
         let c = |p: &str| {
-            parse(&format!(r#"{{"broker": {{"url": "h", "protocol": "{p}"}}}}"#))
-                .connection()
-                .unwrap()
+            parse(&format!(
+                r#"{{"broker": {{"url": "h", "protocol": "{p}"}}}}"#
+            ))
+            .connection("gen")
+            .unwrap()
         };
         assert_eq!(c("MQTTv5").protocol, Protocol::V5);
         assert_eq!(c("MQTTv311").protocol, Protocol::V311);
@@ -415,8 +430,10 @@ mod tests {
 
     #[test]
     fn status_topic_and_client_id() {
-        let s = parse(r#"{"broker": {"url": "h", "lwRetain": false}, "publish": {"baseTopic": "farm/p1/"}}"#);
-        let c = s.connection().unwrap();
+        let s = parse(
+            r#"{"broker": {"url": "h", "lwRetain": false}, "publish": {"baseTopic": "farm/p1/"}}"#,
+        );
+        let c = s.connection("gen").unwrap();
         assert_eq!(
             c.status,
             Some(StatusTopic {
@@ -424,23 +441,27 @@ mod tests {
                 retain: false
             })
         );
-        assert!(c.client_id.starts_with("octoprint-mqtt-"));
-        assert_eq!(c.client_id, s.connection().unwrap().client_id, "stable");
+        assert_eq!(c.client_id, "gen");
+        let own = parse(r#"{"broker": {"url": "h"}, "client": {"client_id": "printer-1"}}"#);
+        assert_eq!(own.connection("gen").unwrap().client_id, "printer-1");
+        assert!(generate_client_id().starts_with("octoprint-mqtt-"));
+        assert_ne!(generate_client_id(), generate_client_id());
         let off = parse(r#"{"broker": {"url": "h"}, "publish": {"lwActive": false}}"#);
-        assert!(off.connection().unwrap().status.is_none());
+        assert!(off.connection("gen").unwrap().status.is_none());
     }
 
     #[test]
     fn password_is_hidden_in_debug_output() {
         let c = parse(r#"{"broker": {"url": "h", "username": "u", "password": "hunter2"}}"#)
-            .connection()
+            .connection("gen")
             .unwrap();
         assert!(!format!("{c:?}").contains("hunter2"));
     }
 
     #[test]
     fn event_topic_is_base_plus_template() {
-        let p = parse(r#"{"publish": {"baseTopic": "op", "eventTopic": "/ev/{event}/x"}}"#).publishing();
+        let p = parse(r#"{"publish": {"baseTopic": "op", "eventTopic": "/ev/{event}/x"}}"#)
+            .publishing();
         assert_eq!(p.event_topic("Home"), "op/ev/Home/x");
     }
 }

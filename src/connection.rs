@@ -29,7 +29,8 @@ const BATCH: usize = 512;
 pub enum Command {
     Publish(Message),
     Configure {
-        conn: Option<ConnectionConfig>,
+        // Boxed: settings changes are rare, messages are not.
+        conn: Box<Option<ConnectionConfig>>,
         queue_capacity: usize,
     },
 }
@@ -204,12 +205,13 @@ impl Runner {
             Command::Configure {
                 conn,
                 queue_capacity,
-            } => self.configure(conn, queue_capacity).await,
+            } => self.configure(*conn, queue_capacity).await,
         }
     }
 
     fn accept(&mut self, m: Message) {
-        let keep = !self.configured || self.connected || (self.session.is_some() && m.queue_offline);
+        let keep =
+            !self.configured || self.connected || (self.session.is_some() && m.queue_offline);
         if !keep {
             Shared::add(&self.shared.counters.refused, 1);
             return;
@@ -325,10 +327,10 @@ impl Runner {
         let was_connected = std::mem::replace(&mut self.connected, false);
         self.requeue_in_flight();
         if was_connected {
-            warn!("Lost the connection to the MQTT broker at {address}: {reason}. Reconnecting; messages are kept meanwhile");
+            warn!("Lost the connection to the MQTT broker at {address}: {reason}; reconnecting, and keeping messages meanwhile");
         } else if self.last_reason.as_deref() != Some(reason.as_str()) {
             warn!(
-                "Cannot connect to the MQTT broker at {address}: {reason}. Retrying in {} s, then less and less often (up to every 2 minutes); this is not logged again until the reason changes",
+                "Cannot connect to the MQTT broker at {address}: {reason}; retrying in {} s, then less and less often (up to every 2 minutes); not logged again until the reason changes",
                 retry_in.as_secs()
             );
         } else {
@@ -414,8 +416,9 @@ impl Runner {
                 self.shared.set(State::Connecting, Some(address), None);
             }
             Err(e) => {
-                error!("Cannot connect to the MQTT broker at {address}: {e}. Fix the settings and save them to try again");
-                self.shared.set(State::Idle, Some(address), Some(e.to_string()));
+                error!("Cannot connect to the MQTT broker at {address}: {e}; fix the settings and save them to try again");
+                self.shared
+                    .set(State::Idle, Some(address), Some(e.to_string()));
             }
         }
     }

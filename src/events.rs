@@ -21,11 +21,24 @@ pub fn classify(event: &str) -> EventClass {
     use EventClass::*;
     match event {
         "Startup" | "Shutdown" | "ClientOpened" | "ClientClosed" | "ConnectivityChanged" => Server,
-        "Connecting" | "Connected" | "Disconnecting" | "Disconnected" | "Error"
+        "Connecting"
+        | "Connected"
+        | "Disconnecting"
+        | "Disconnected"
+        | "Error"
         | "PrinterStateChanged" => Comm,
-        "Upload" | "FileAdded" | "FileRemoved" | "FolderAdded" | "FolderRemoved"
-        | "UpdatedFiles" | "MetadataAnalysisStarted" | "MetadataAnalysisFinished"
-        | "FileSelected" | "FileDeselected" | "TransferStarted" | "TransferFailed"
+        "Upload"
+        | "FileAdded"
+        | "FileRemoved"
+        | "FolderAdded"
+        | "FolderRemoved"
+        | "UpdatedFiles"
+        | "MetadataAnalysisStarted"
+        | "MetadataAnalysisFinished"
+        | "FileSelected"
+        | "FileDeselected"
+        | "TransferStarted"
+        | "TransferFailed"
         | "TransferDone" => Files,
         "PrintStarted" | "PrintFailed" | "PrintDone" | "PrintCancelled" | "PrintPaused"
         | "PrintResumed" => Printjob,
@@ -34,8 +47,13 @@ pub fn classify(event: &str) -> EventClass {
         "ZChange" | "PositionUpdate" => Position,
         "CaptureStart" | "CaptureFailed" | "CaptureDone" | "MovieRendering" | "MovieDone"
         | "MovieFailed" => Timelapse,
-        "SlicingStarted" | "SlicingDone" | "SlicingCancelled" | "SlicingFailed"
-        | "SlicingProfileAdded" | "SlicingProfileDeleted" | "SlicingProfileModified" => Slicing,
+        "SlicingStarted"
+        | "SlicingDone"
+        | "SlicingCancelled"
+        | "SlicingFailed"
+        | "SlicingProfileAdded"
+        | "SlicingProfileDeleted"
+        | "SlicingProfileModified" => Slicing,
         "SettingsUpdated" => Settings,
         _ => Unclassified,
     }
@@ -116,7 +134,13 @@ mod tests {
 
     #[test]
     fn unknown_events_are_unclassified() {
-        for name in ["FirmwareData", "UserLoggedIn", "ChartMarked", "plugin_x_thing", ""] {
+        for name in [
+            "FirmwareData",
+            "UserLoggedIn",
+            "ChartMarked",
+            "plugin_x_thing",
+            "",
+        ] {
             assert_eq!(classify(name), EventClass::Unclassified, "{name}");
         }
     }

@@ -54,6 +54,8 @@ struct Core {
     handle: Handle,
     /// Read on the caller's thread for every event; replaced whole on each settings save.
     publishing: RwLock<Arc<PublishConfig>>,
+    /// Used while `client.client_id` is unset; the same for the core's whole life.
+    client_id: String,
 }
 
 impl Core {
@@ -66,9 +68,14 @@ impl Core {
 
     fn send(&self, msg: Message) -> PyResult<bool> {
         // What the caller is told: would this message be delivered (now or after a reconnect)?
-        let accepted = msg.queue_offline || self.handle.shared.is_connected();
-        self.handle.send(Command::Publish(msg))?;
-        Ok(accepted)
+        let shared = &self.handle.shared;
+        let accepted = shared.is_connected() || (msg.queue_offline && shared.keeps_offline());
+        match self.handle.send(Command::Publish(msg)) {
+            Ok(()) => Ok(accepted),
+            // After stop(): OctoPrint still fires a few events while shutting down.
+            Err(Error::NotRunning) => Ok(false),
+            Err(e) => Err(e.into()),
+        }
     }
 }
 
@@ -82,6 +89,7 @@ impl Core {
         Ok(Core {
             handle,
             publishing: RwLock::new(Arc::new(defaults.publishing())),
+            client_id: config::generate_client_id(),
         })
     }
 
@@ -97,7 +105,7 @@ impl Core {
         *self.publishing.write().unwrap_or_else(|p| p.into_inner()) =
             Arc::new(settings.publishing());
         self.handle.send(Command::Configure {
-            conn: settings.connection(),
+            conn: Box::new(settings.connection(&self.client_id)),
             queue_capacity: settings.publish.offline_queue_size,
         })?;
         Ok(())

@@ -2,6 +2,8 @@
 
 use crate::error::{Error, Result};
 
+// The MQTT specification's names.
+#[allow(clippy::enum_variant_names)]
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
 pub enum Qos {
     AtMostOnce = 0,

@@ -209,7 +209,10 @@ fn display(v: &Bound<'_, PyAny>) -> String {
         Ok(s) => s.to_string_lossy().into_owned(),
         Err(_) => format!(
             "<unprintable {}>",
-            v.get_type().name().map(|n| n.to_string()).unwrap_or_default()
+            v.get_type()
+                .name()
+                .map(|n| n.to_string())
+                .unwrap_or_default()
         ),
     }
 }

@@ -74,7 +74,11 @@ mod tests {
         Message {
             topic: format!("t/{i}"),
             payload: vec![i as u8],
-            qos: if i % 2 == 0 { Qos::AtMostOnce } else { Qos::AtLeastOnce },
+            qos: if i % 2 == 0 {
+                Qos::AtMostOnce
+            } else {
+                Qos::AtLeastOnce
+            },
             retain: i % 3 == 0,
             queue_offline: true,
         }
@@ -119,5 +123,4 @@ mod tests {
         assert_eq!(q.len(), 4);
         assert_eq!(q.front().unwrap().topic, "t/2");
     }
-
 }

@@ -29,7 +29,10 @@ const BACKOFF_MAX: Duration = Duration::from_secs(120);
 pub enum NetEvent {
     Connected,
     /// The connection failed or broke; the task retries after `retry_in` by itself.
-    Down { reason: String, retry_in: Duration },
+    Down {
+        reason: String,
+        retry_in: Duration,
+    },
     /// A PUBLISH went out on the socket (packet id 0 for QoS 0).
     Written(u16),
     /// The broker acknowledged a QoS 1 (PUBACK) or QoS 2 (PUBCOMP) publish.
@@ -300,12 +303,16 @@ async fn run_v5(mut el: v5::EventLoop, tx: mpsc::Sender<NetEvent>, address: Stri
 fn describe_io(e: &io::Error, address: &str) -> String {
     use io::ErrorKind::*;
     match e.kind() {
-        ConnectionRefused => format!("connection refused by {address}: is the broker running and listening on that port?"),
+        ConnectionRefused => format!(
+            "connection refused by {address}: is the broker running and listening on that port?"
+        ),
         TimedOut => format!("timed out talking to {address}"),
         UnexpectedEof | ConnectionReset | ConnectionAborted | BrokenPipe => {
             "the broker closed the connection".into()
         }
-        _ if e.to_string().contains("lookup address") || e.to_string().contains("Name or service") => {
+        _ if e.to_string().contains("lookup address")
+            || e.to_string().contains("Name or service") =>
+        {
             format!("cannot resolve the broker's host name ({address}): check broker.url")
         }
         _ => format!("network error talking to {address}: {e}"),
@@ -316,11 +323,17 @@ fn describe_v4(e: &rumqttc::ConnectionError, address: &str) -> String {
     use rumqttc::{ConnectReturnCode as C, ConnectionError as E, StateError as S};
     match e {
         E::ConnectionRefused(code) => match code {
-            C::BadUserNamePassword => "the broker refused the connection: bad user name or password".into(),
+            C::BadUserNamePassword => {
+                "the broker refused the connection: bad user name or password".into()
+            }
             C::NotAuthorized => "the broker refused the connection: not authorised".into(),
             C::BadClientId => "the broker refused the connection: client id rejected".into(),
-            C::RefusedProtocolVersion => "the broker refused the connection: it does not speak MQTT 3.1.1".into(),
-            C::ServiceUnavailable => "the broker refused the connection: service unavailable".into(),
+            C::RefusedProtocolVersion => {
+                "the broker refused the connection: it does not speak MQTT 3.1.1".into()
+            }
+            C::ServiceUnavailable => {
+                "the broker refused the connection: service unavailable".into()
+            }
             C::Success => "the broker answered CONNACK success but the connection failed".into(),
         },
         E::Io(io) => describe_io(io, address),
@@ -330,7 +343,9 @@ fn describe_v4(e: &rumqttc::ConnectionError, address: &str) -> String {
         }
         E::MqttState(S::ConnectionAborted) => "the broker closed the connection".into(),
         E::MqttState(other) => format!("MQTT protocol error: {other}"),
-        E::NetworkTimeout => format!("timed out connecting to {address} (no answer within {CONNECT_TIMEOUT_SECS} s)"),
+        E::NetworkTimeout => {
+            format!("timed out connecting to {address} (no answer within {CONNECT_TIMEOUT_SECS} s)")
+        }
         E::FlushTimeout => format!("timed out sending to {address}"),
         E::Tls(t) => format!("TLS: {t}"),
         E::NotConnAck(_) => format!("{address} did not answer like an MQTT broker"),
@@ -347,7 +362,9 @@ fn describe_v5(e: &v5::ConnectionError, address: &str) -> String {
                 C::BadUserNamePassword => "bad user name or password",
                 C::NotAuthorized => "not authorised",
                 C::ClientIdentifierNotValid | C::BadClientId => "client id rejected",
-                C::UnsupportedProtocolVersion | C::RefusedProtocolVersion => "it does not speak MQTT 5",
+                C::UnsupportedProtocolVersion | C::RefusedProtocolVersion => {
+                    "it does not speak MQTT 5"
+                }
                 C::ServerUnavailable | C::ServiceUnavailable => "server unavailable",
                 C::ServerBusy => "server busy",
                 C::Banned => "this client is banned",
@@ -367,7 +384,9 @@ fn describe_v5(e: &v5::ConnectionError, address: &str) -> String {
         }
         E::MqttState(S::ConnectionAborted) => "the broker closed the connection".into(),
         E::MqttState(other) => format!("MQTT protocol error: {other}"),
-        E::Timeout(_) => format!("timed out connecting to {address} (no answer within {CONNECT_TIMEOUT_SECS} s)"),
+        E::Timeout(_) => {
+            format!("timed out connecting to {address} (no answer within {CONNECT_TIMEOUT_SECS} s)")
+        }
         E::Tls(t) => format!("TLS: {t}"),
         E::NotConnAck(_) => format!("{address} did not answer like an MQTT broker"),
         E::RequestsDone => "the MQTT client stopped".into(),
@@ -389,7 +408,9 @@ mod tests {
 
     #[test]
     fn refusal_reasons_are_readable() {
-        let e = rumqttc::ConnectionError::ConnectionRefused(rumqttc::ConnectReturnCode::BadUserNamePassword);
+        let e = rumqttc::ConnectionError::ConnectionRefused(
+            rumqttc::ConnectReturnCode::BadUserNamePassword,
+        );
         assert!(describe_v4(&e, "h:1").contains("bad user name or password"));
         let e = rumqttc::ConnectionError::Io(io::Error::from(io::ErrorKind::ConnectionRefused));
         assert!(describe_v4(&e, "h:1").contains("h:1"));

@@ -6,6 +6,8 @@ use std::time::SystemTime;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum State {
+    /// Waiting for the first settings.
+    Starting,
     /// No broker configured.
     Idle,
     Connecting,
@@ -18,6 +20,7 @@ pub enum State {
 impl State {
     pub fn as_str(self) -> &'static str {
         match self {
+            State::Starting => "starting",
             State::Idle => "idle",
             State::Connecting => "connecting",
             State::Connected => "connected",
@@ -53,6 +56,9 @@ pub struct Counters {
 #[derive(Debug)]
 pub struct Shared {
     pub connected: AtomicBool,
+    /// Whether messages sent now would be kept until a connection exists: true before the
+    /// first settings and while a broker is configured, false when idle or stopped.
+    pub keeps_offline: AtomicBool,
     pub counters: Counters,
     snapshot: Mutex<Snapshot>,
 }
@@ -61,9 +67,10 @@ impl Default for Shared {
     fn default() -> Self {
         Shared {
             connected: AtomicBool::new(false),
+            keeps_offline: AtomicBool::new(true),
             counters: Counters::default(),
             snapshot: Mutex::new(Snapshot {
-                state: State::Idle,
+                state: State::Starting,
                 broker: None,
                 since: SystemTime::now(),
                 last_error: None,
@@ -77,13 +84,25 @@ impl Shared {
         self.connected.load(Relaxed)
     }
 
+    pub fn keeps_offline(&self) -> bool {
+        self.keeps_offline.load(Relaxed)
+    }
+
     pub fn snapshot(&self) -> Snapshot {
-        self.snapshot.lock().unwrap_or_else(|p| p.into_inner()).clone()
+        self.snapshot
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
     }
 
     /// Changes the state; `since` moves only when the state really changes.
     pub fn set(&self, state: State, broker: Option<String>, last_error: Option<String>) {
         self.connected.store(state == State::Connected, Relaxed);
+        let keeps = matches!(
+            state,
+            State::Starting | State::Connecting | State::Connected | State::BackingOff
+        );
+        self.keeps_offline.store(keeps, Relaxed);
         let mut s = self.snapshot.lock().unwrap_or_else(|p| p.into_inner());
         if s.state != state {
             s.since = SystemTime::now();

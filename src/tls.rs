@@ -7,7 +7,9 @@ use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, Server
 use rustls::client::WebPkiServerVerifier;
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName, UnixTime};
-use rustls::{CertificateError, ClientConfig, DigitallySignedStruct, RootCertStore, SignatureScheme};
+use rustls::{
+    CertificateError, ClientConfig, DigitallySignedStruct, RootCertStore, SignatureScheme,
+};
 
 use crate::config::TlsConfig;
 use crate::error::{Error, Result};
@@ -39,9 +41,9 @@ pub fn client_config(tls: &TlsConfig) -> Result<Arc<ClientConfig>> {
                     "TLS: no usable private key (PKCS#1, PKCS#8 or SEC1 PEM) in broker.tls.keyfile {key_path:?}: {e}"
                 ))
             })?;
-            builder
-                .with_client_auth_cert(chain, key)
-                .map_err(|e| Error::Config(format!("TLS: client certificate and key do not fit: {e}")))?
+            builder.with_client_auth_cert(chain, key).map_err(|e| {
+                Error::Config(format!("TLS: client certificate and key do not fit: {e}"))
+            })?
         }
         (None, Some(_)) => {
             return Err(Error::Config(
@@ -58,9 +60,9 @@ fn root_store(ca_file: Option<&str>) -> Result<RootCertStore> {
     match ca_file {
         Some(path) => {
             for cert in read_certs(path, "broker.tls.ca_certs")? {
-                roots
-                    .add(cert)
-                    .map_err(|e| Error::Config(format!("TLS: bad CA certificate in {path:?}: {e}")))?;
+                roots.add(cert).map_err(|e| {
+                    Error::Config(format!("TLS: bad CA certificate in {path:?}: {e}"))
+                })?;
             }
         }
         None => {
@@ -78,13 +80,17 @@ fn root_store(ca_file: Option<&str>) -> Result<RootCertStore> {
 
 fn read_certs(path: &str, key: &str) -> Result<Vec<CertificateDer<'static>>> {
     if !Path::new(path).is_file() {
-        return Err(Error::Config(format!("TLS: {key} {path:?} does not exist or is not a file")));
+        return Err(Error::Config(format!(
+            "TLS: {key} {path:?} does not exist or is not a file"
+        )));
     }
     let certs: Vec<_> = CertificateDer::pem_file_iter(path)
         .and_then(|it| it.collect::<std::result::Result<Vec<_>, _>>())
         .map_err(|e| Error::Config(format!("TLS: cannot read {key} {path:?}: {e}")))?;
     if certs.is_empty() {
-        return Err(Error::Config(format!("TLS: no PEM certificate in {key} {path:?}")));
+        return Err(Error::Config(format!(
+            "TLS: no PEM certificate in {key} {path:?}"
+        )));
     }
     Ok(certs)
 }
@@ -136,4 +142,3 @@ impl ServerCertVerifier for SkipHostName {
         self.0.supported_verify_schemes()
     }
 }
-

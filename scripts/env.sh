@@ -1,0 +1,47 @@
+# Sourced by the other scripts: installs what the project needs when it is missing, then
+# exports VENV (a virtualenv with OctoPrint, the test tools and maturin). Safe to run again.
+set -euo pipefail
+
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+VENV="${VENV:-$ROOT/.venv}"
+PYTHON="${PYTHON:-python3}"
+export ROOT VENV
+
+log() { printf '\033[1m==> %s\033[0m\n' "$*" >&2; }
+
+apt_install() {
+    local missing=()
+    for pkg in "$@"; do
+        dpkg -s "$pkg" >/dev/null 2>&1 || missing+=("$pkg")
+    done
+    if [ "${#missing[@]}" -gt 0 ]; then
+        log "installing ${missing[*]} (apt)"
+        local sudo=""
+        [ "$(id -u)" -eq 0 ] || sudo="sudo"
+        $sudo apt-get update -qq
+        DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq "${missing[@]}" >/dev/null
+    fi
+}
+
+apt_install mosquitto mosquitto-clients
+# Debian's package may start a system broker on 1883; the tests use their own brokers on
+# free ports, so it does not matter either way.
+export PATH="$PATH:/usr/sbin"
+
+if [ ! -x "$VENV/bin/python" ]; then
+    log "creating the virtualenv $VENV"
+    "$PYTHON" -m venv "$VENV"
+fi
+stamp="$VENV/.requirements-installed"
+if [ ! -f "$stamp" ] || [ "$ROOT/tests/requirements.txt" -nt "$stamp" ]; then
+    log "installing OctoPrint and the test tools into $VENV (pip)"
+    "$VENV/bin/pip" install -q --upgrade pip
+    "$VENV/bin/pip" install -q -r "$ROOT/tests/requirements.txt"
+    touch "$stamp"
+fi
+
+install_plugin() {
+    # The way a user installs it: pip builds the Rust extension through maturin.
+    log "building and installing the plugin (pip install .)"
+    "$VENV/bin/pip" install -q --no-deps --force-reinstall "$ROOT"
+}

@@ -1,0 +1,19 @@
+#!/usr/bin/env bash
+# Runs every test: Rust formatting, lints and unit tests, then pytest against real Mosquitto
+# brokers and a real OctoPrint with the plugin pip-installed. Extra arguments go to pytest.
+set -euo pipefail
+source "$(dirname "$0")/env.sh"
+cd "$ROOT"
+
+log "cargo fmt --check"
+cargo fmt --check
+log "cargo clippy"
+cargo clippy --quiet --all-targets -- -D warnings
+log "cargo test"
+cargo test --quiet
+log "ruff"
+"$VENV/bin/ruff" check --quiet octoprint_mqtt tests
+install_plugin
+log "pytest"
+# pytest exits 5 when it collected no test: that fails this script too.
+"$VENV/bin/python" -m pytest "$@"

@@ -1,0 +1,82 @@
+"""Helpers for tests that drive the native core (`octoprint_mqtt._core.Core`) directly."""
+
+from __future__ import annotations
+
+import copy
+import json
+import logging
+import time
+import uuid
+
+import pytest
+
+from octoprint_mqtt._core import Core
+
+LOGGER = "octoprint.plugins.mqtt"
+
+
+def merge(base: dict, extra: dict) -> dict:
+    out = copy.deepcopy(base)
+    for key, value in extra.items():
+        if isinstance(value, dict) and isinstance(out.get(key), dict):
+            out[key] = merge(out[key], value)
+        else:
+            out[key] = value
+    return out
+
+
+def unique_base() -> str:
+    """A base topic of its own, so tests sharing a broker never see each other's messages."""
+    return f"t{uuid.uuid4().hex[:10]}/"
+
+
+def settings_for(b, base: str | None = None, /, **extra) -> dict:
+    s = {"broker": {"url": b.host, "port": b.port}, "publish": {}}
+    if base is not None:
+        s["publish"]["baseTopic"] = base
+    return merge(s, extra)
+
+
+def wait_until(pred, timeout: float = 10.0, what: str = "condition", interval: float = 0.02):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = pred()
+        if value:
+            return value
+        time.sleep(interval)
+    raise AssertionError(f"timed out after {timeout}s waiting for {what}")
+
+
+def wait_state(core: Core, state: str, timeout: float = 10.0) -> dict:
+    return wait_until(
+        lambda: (s := core.status())["state"] == state and s,
+        timeout,
+        f"core state {state!r} (now {core.status()})",
+    )
+
+
+def event_json(msg) -> dict:
+    return json.loads(msg.payload.decode("utf-8"))
+
+
+@pytest.fixture
+def core_factory(caplog):
+    """core_factory(settings=None) -> Core, configured when settings are given; every core is
+    stopped at teardown (a core left running would log during interpreter exit)."""
+    caplog.set_level(logging.DEBUG, logger=LOGGER)
+    cores: list[Core] = []
+
+    def make(settings: dict | None = None) -> Core:
+        core = Core()
+        cores.append(core)
+        if settings is not None:
+            core.configure(settings)
+        return core
+
+    yield make
+    for core in cores:
+        core.stop(2.0)
+
+
+def log_lines(caplog, contains: str) -> list[str]:
+    return [r.getMessage() for r in caplog.records if contains in r.getMessage()]

@@ -1,0 +1,177 @@
+"""Events through the core to a real broker: topics, JSON shape, class toggles, retain rule."""
+
+from __future__ import annotations
+
+import datetime
+import decimal
+import json
+from collections import OrderedDict
+
+from conftest import read_retained
+from corekit import core_factory, event_json, settings_for, unique_base, wait_state  # noqa: F401
+
+from octoprint_mqtt._core import encode_event
+
+
+def connected_core(core_factory, broker, subscriber_factory, **extra):
+    base = unique_base()
+    sub = subscriber_factory(broker.host, broker.port, f"{base}#")
+    core = core_factory(settings_for(broker, base, **extra))
+    wait_state(core, "connected")
+    sub.wait_for(f"{base}mqtt")
+    return core, sub, base
+
+
+def test_connects_and_publishes_status_and_event(core_factory, session_broker, subscriber_factory):
+    core, sub, base = connected_core(core_factory, session_broker, subscriber_factory)
+    status = sub.wait_for(f"{base}mqtt")
+    assert status.payload == b"connected"
+    assert status.qos == 1 and status.retain is False  # live delivery; retained copy below
+    assert read_retained(session_broker.host, session_broker.port, f"{base}mqtt")[
+        f"{base}mqtt"
+    ].payload == b"connected"
+
+    assert core.publish_event("PrintStarted", {"name": "a.gcode", "path": "a.gcode", "size": 12})
+    msg = sub.wait_for(f"{base}event/PrintStarted")
+    body = event_json(msg)
+    assert list(body) == ["name", "path", "size", "_event", "_timestamp"]
+    assert body["_event"] == "PrintStarted" and isinstance(body["_timestamp"], int)
+    assert msg.qos == 0
+
+
+def test_event_json_edge_cases(core_factory, session_broker, subscriber_factory):
+    core, sub, base = connected_core(core_factory, session_broker, subscriber_factory)
+    payload = OrderedDict(
+        [
+            ("z", 1),
+            ("a", None),
+            ("nan", float("nan")),
+            ("inf", float("inf")),
+            ("big", 2**80 + 1),
+            ("neg", -(2**70)),
+            (3, "int key"),
+            (1.5, "float key"),
+            (True, "bool key"),
+            (None, "none key"),
+            ("when", datetime.datetime(2024, 5, 6, 7, 8, 9)),
+            ("set", {1}),
+            ("bytes", b"\x00\x01"),
+            ("dec", decimal.Decimal("1.10")),
+            ("text", "Grüße ✓ \u2028"),
+            ("nested", {"list": [1, (2, 3), {"deep": [None]}]}),
+            ("obj", object),
+        ]
+    )
+    assert core.publish_event("Custom", payload)
+    raw = sub.wait_for(f"{base}event/Custom").payload
+    body = json.loads(raw.decode("utf-8"))  # valid UTF-8 and valid JSON (no NaN)
+    assert list(body) == [
+        "z", "a", "nan", "inf", "big", "neg", "3", "1.5", "true", "null",
+        "when", "set", "bytes", "dec", "text", "nested", "obj", "_event", "_timestamp",
+    ]  # fmt: skip
+    assert body["nan"] is None and body["inf"] is None
+    assert body["big"] == 2**80 + 1 and body["neg"] == -(2**70)
+    assert body["when"] == "2024-05-06 07:08:09"
+    assert body["set"] == "{1}"
+    assert body["dec"] == "1.10"
+    assert body["text"] == "Grüße ✓ \u2028"
+    assert body["nested"] == {"list": [1, [2, 3], {"deep": [None]}]}
+    assert body["obj"] == str(object)
+
+
+def test_none_and_empty_payloads(core_factory, session_broker, subscriber_factory):
+    core, sub, base = connected_core(core_factory, session_broker, subscriber_factory)
+    assert core.publish_event("FileDeselected", None)
+    assert core.publish_event("Home", {})
+    assert core.publish_event("Dwelling")
+    for name in ("FileDeselected", "Home", "Dwelling"):
+        body = event_json(sub.wait_for(f"{base}event/{name}"))
+        assert list(body) == ["_event", "_timestamp"] and body["_event"] == name
+
+
+def test_encoder_matches_python_json_for_plain_data():
+    data = {"s": "x\"\\\n\t", "i": -3, "f": 0.1, "l": [True, False, None], "d": {"k": 1e-7}}
+    ours = json.loads(encode_event("E", data, "_ts", 99))
+    expected = dict(data, _event="E", _ts=99)
+    assert ours == expected
+    assert list(ours) == list(expected)
+
+
+def test_payload_keys_named_like_added_fields_keep_their_place():
+    body = json.loads(encode_event("E", {"_timestamp": 1, "a": 2, "_event": "x"}, "_timestamp", 7))
+    assert list(body) == ["_timestamp", "a", "_event"]
+    assert body == {"_timestamp": 7, "a": 2, "_event": "E"}
+
+
+def test_custom_timestamp_field_and_base_topic_concatenation(
+    core_factory, session_broker, subscriber_factory
+):
+    prefix = unique_base().rstrip("/")  # no trailing slash: joined as a plain string
+    sub = subscriber_factory(session_broker.host, session_broker.port, f"{prefix}/#")
+    sub.subscribe(f"{prefix}mqtt")
+    settings = settings_for(session_broker, prefix, timestamp_fieldname="ts")
+    settings["publish"]["eventTopic"] = "/ev/{event}"
+    core = core_factory(settings)
+    wait_state(core, "connected")
+    core.publish_event("Home", {"x": 1})
+    body = event_json(sub.wait_for(f"{prefix}/ev/Home"))
+    assert list(body) == ["x", "_event", "ts"]
+    sub.wait_for(f"{prefix}mqtt")
+
+
+def test_event_class_toggles_and_event_active(core_factory, session_broker, subscriber_factory):
+    core, sub, base = connected_core(
+        core_factory, session_broker, subscriber_factory, publish={"events": {"gcode": False}}
+    )
+    assert core.publish_event("Dwelling", {}) is False  # gcode class off
+    assert core.publish_event("MovieDone", {})  # timelapse, which the classic plugin forgot
+    assert core.publish_event("SomePluginEvent", {})  # unclassified
+    sub.wait_for(f"{base}event/MovieDone")
+    sub.wait_for(f"{base}event/SomePluginEvent")
+
+    settings = settings_for(session_broker, base, publish={"eventActive": False})
+    core.configure(settings)
+    assert core.publish_event("PrintDone", {}) is False
+    core.configure(settings_for(session_broker, base))
+    assert core.publish_event("PrintFailed", {})
+    sub.wait_for(f"{base}event/PrintFailed")
+    assert not sub.messages(f"{base}event/Dwelling")
+    assert not sub.messages(f"{base}event/PrintDone")
+
+
+def test_retain_rule(core_factory, session_broker, subscriber_factory):
+    core, sub, base = connected_core(core_factory, session_broker, subscriber_factory)
+    for name in ("ZChange", "FirmwareData", "PrintDone", "PausedForUser"):
+        core.publish_event(name, {"n": name})
+    sub.wait_for(f"{base}event/PausedForUser")
+    retained = read_retained(session_broker.host, session_broker.port, f"{base}event/#")
+    assert set(retained) == {f"{base}event/ZChange", f"{base}event/FirmwareData"}
+
+    # broker.retain false: nothing is retained, not even ZChange.
+    base2 = unique_base()
+    core2 = core_factory(settings_for(session_broker, base2, broker={"retain": False}))
+    wait_state(core2, "connected")
+    sub2 = subscriber_factory(session_broker.host, session_broker.port, f"{base2}#")
+    core2.publish_event("ZChange", {"new": 1})
+    sub2.wait_for(f"{base2}event/ZChange")
+    assert not read_retained(session_broker.host, session_broker.port, f"{base2}event/#")
+
+
+def test_large_payload_is_not_refused(core_factory, session_broker, subscriber_factory):
+    core, sub, base = connected_core(core_factory, session_broker, subscriber_factory)
+    blob = bytes(range(256)) * 4096  # 1 MiB: far beyond rumqttc's 10 KiB default limit
+    assert core.publish(f"{base}blob", blob, 0, False)
+    assert sub.wait_for(f"{base}blob").payload == blob
+
+
+def test_mqtt5_and_legacy_protocol_setting(core_factory, session_broker, subscriber_factory, caplog):
+    for protocol in ("MQTTv5", "MQTTv31"):
+        base = unique_base()
+        sub = subscriber_factory(session_broker.host, session_broker.port, f"{base}#")
+        core = core_factory(settings_for(session_broker, base, broker={"protocol": protocol}))
+        wait_state(core, "connected")
+        assert sub.wait_for(f"{base}mqtt").payload == b"connected"
+        core.publish_event("Home", {"p": protocol})
+        assert event_json(sub.wait_for(f"{base}event/Home"))["p"] == protocol
+    notes = [r.getMessage() for r in caplog.records if "MQTTv31" in r.getMessage()]
+    assert len(notes) == 1 and "3.1.1" in notes[0]

@@ -12,7 +12,8 @@ cargo clippy --quiet --all-targets -- -D warnings
 log "cargo test"
 cargo test --quiet
 log "ruff"
-"$VENV/bin/ruff" check --quiet octoprint_mqtt tests
+"$VENV/bin/ruff" check --quiet octoprint_mqtt tests scripts
+"$VENV/bin/ruff" format --check --quiet octoprint_mqtt tests scripts
 install_plugin
 log "pytest"
 # pytest exits 5 when it collected no test: that fails this script too.

@@ -4,11 +4,8 @@ from __future__ import annotations
 
 import copy
 import json
-import logging
 import time
 import uuid
-
-import pytest
 
 from octoprint_mqtt._core import Core
 
@@ -57,25 +54,6 @@ def wait_state(core: Core, state: str, timeout: float = 10.0) -> dict:
 
 def event_json(msg) -> dict:
     return json.loads(msg.payload.decode("utf-8"))
-
-
-@pytest.fixture
-def core_factory(caplog):
-    """core_factory(settings=None) -> Core, configured when settings are given; every core is
-    stopped at teardown (a core left running would log during interpreter exit)."""
-    caplog.set_level(logging.DEBUG, logger=LOGGER)
-    cores: list[Core] = []
-
-    def make(settings: dict | None = None) -> Core:
-        core = Core()
-        cores.append(core)
-        if settings is not None:
-            core.configure(settings)
-        return core
-
-    yield make
-    for core in cores:
-        core.stop(2.0)
 
 
 def log_lines(caplog, contains: str) -> list[str]:

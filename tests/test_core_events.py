@@ -7,8 +7,8 @@ import decimal
 import json
 from collections import OrderedDict
 
-from conftest import read_retained
-from corekit import core_factory, event_json, settings_for, unique_base, wait_state  # noqa: F401
+from corekit import event_json, settings_for, unique_base, wait_state
+from mqtt_env import read_retained
 
 from octoprint_mqtt._core import encode_event
 
@@ -27,9 +27,12 @@ def test_connects_and_publishes_status_and_event(core_factory, session_broker, s
     status = sub.wait_for(f"{base}mqtt")
     assert status.payload == b"connected"
     assert status.qos == 1 and status.retain is False  # live delivery; retained copy below
-    assert read_retained(session_broker.host, session_broker.port, f"{base}mqtt")[
-        f"{base}mqtt"
-    ].payload == b"connected"
+    assert (
+        read_retained(session_broker.host, session_broker.port, f"{base}mqtt")[
+            f"{base}mqtt"
+        ].payload
+        == b"connected"
+    )
 
     assert core.publish_event("PrintStarted", {"name": "a.gcode", "path": "a.gcode", "size": 12})
     msg = sub.wait_for(f"{base}event/PrintStarted")
@@ -90,7 +93,7 @@ def test_none_and_empty_payloads(core_factory, session_broker, subscriber_factor
 
 
 def test_encoder_matches_python_json_for_plain_data():
-    data = {"s": "x\"\\\n\t", "i": -3, "f": 0.1, "l": [True, False, None], "d": {"k": 1e-7}}
+    data = {"s": 'x"\\\n\t', "i": -3, "f": 0.1, "l": [True, False, None], "d": {"k": 1e-7}}
     ours = json.loads(encode_event("E", data, "_ts", 99))
     expected = dict(data, _event="E", _ts=99)
     assert ours == expected
@@ -164,7 +167,9 @@ def test_large_payload_is_not_refused(core_factory, session_broker, subscriber_f
     assert sub.wait_for(f"{base}blob").payload == blob
 
 
-def test_mqtt5_and_legacy_protocol_setting(core_factory, session_broker, subscriber_factory, caplog):
+def test_mqtt5_and_legacy_protocol_setting(
+    core_factory, session_broker, subscriber_factory, caplog
+):
     for protocol in ("MQTTv5", "MQTTv31"):
         base = unique_base()
         sub = subscriber_factory(session_broker.host, session_broker.port, f"{base}#")

@@ -9,9 +9,7 @@ import sys
 import textwrap
 import time
 
-from conftest import read_retained
-from corekit import (  # noqa: F401
-    core_factory,
+from corekit import (
     event_json,
     log_lines,
     settings_for,
@@ -19,6 +17,7 @@ from corekit import (  # noqa: F401
     wait_state,
     wait_until,
 )
+from mqtt_env import read_retained
 
 # The core retries 1 s after the first failure, then 2 s later. Bringing the broker up
 # ~1.3 s after the first failure leaves ~1.7 s to subscribe before the core's next attempt,
@@ -248,9 +247,7 @@ def test_credentials_refused_with_a_clear_reason_and_no_password_in_logs(
     core_factory, broker_factory, tmp_path, caplog
 ):
     pwfile = tmp_path / "passwd"
-    subprocess.run(
-        ["mosquitto_passwd", "-b", "-c", str(pwfile), "printer", "right-pw"], check=True
-    )
+    subprocess.run(["mosquitto_passwd", "-b", "-c", str(pwfile), "printer", "right-pw"], check=True)
     os.chmod(pwfile, 0o644)
     b = broker_factory(f"allow_anonymous false\npassword_file {pwfile}\n")
     secret = "wr0ng-S3CRET-pw"

@@ -1,0 +1,165 @@
+"""pytest hooks and fixtures: real Mosquitto brokers, subscribers and OctoPrint servers.
+
+Nothing here is mocked. Every wait has a timeout so that a broken plugin makes
+a test fail with a useful message instead of hanging the run.
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+from pathlib import Path
+
+import pytest
+
+# mqtt_env.py and octoprint_env.py live next to this file; make it importable whatever
+# pytest's import mode is.
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from mqtt_env import Broker, Subscriber, free_port  # noqa: E402
+
+DEFAULT_TEST_TIMEOUT = 120
+
+
+# --------------------------------------------------------------------------
+# pytest hooks
+# --------------------------------------------------------------------------
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line("markers", "e2e: end-to-end test running a real OctoPrint server")
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    # Guarantee a timeout even if setup.cfg's [tool:pytest] timeout is missing;
+    # a test's own @pytest.mark.timeout wins because it is found first.
+    if not config.pluginmanager.hasplugin("timeout"):
+        return
+    for item in items:
+        if item.get_closest_marker("timeout") is None:
+            item.add_marker(pytest.mark.timeout(DEFAULT_TEST_TIMEOUT))
+
+
+@pytest.hookimpl(wrapper=True, tryfirst=True)
+def pytest_runtest_makereport(item: pytest.Item, call):
+    # Keep each phase's report on the item so fixtures can tell at teardown
+    # whether the test failed (and then print the server logs).
+    report = yield
+    setattr(item, f"report_{report.when}", report)
+    return report
+
+
+def _test_failed(request: pytest.FixtureRequest) -> bool:
+    return any(
+        getattr(getattr(request.node, f"report_{when}", None), "failed", False)
+        for when in ("setup", "call")
+    )
+
+
+def _print_tail(title: str, text: str, lines: int = 80) -> None:
+    # Printed at teardown: pytest shows it under "Captured stdout teardown".
+    tail = "\n".join(text.splitlines()[-lines:])
+    print(f"\n----- {title} (last {lines} lines) -----\n{tail}")
+
+
+# --------------------------------------------------------------------------
+# Fixtures
+# --------------------------------------------------------------------------
+
+
+@pytest.fixture
+def broker_factory(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory):
+    """Build and start brokers with custom config; all are stopped at teardown."""
+    brokers: list[Broker] = []
+
+    def make(extra_conf: str = "", port: int | None = None) -> Broker:
+        broker = Broker(extra_conf, tmp_path_factory.mktemp("broker"), port)
+        brokers.append(broker)
+        broker.start()
+        return broker
+
+    yield make
+    for broker in brokers:
+        broker.stop()  # resumes a paused broker first
+        if _test_failed(request):
+            _print_tail(f"mosquitto log {broker.log_path}", broker.log_text())
+
+
+@pytest.fixture
+def broker(broker_factory) -> Broker:
+    """A fresh broker for tests that stop, pause or restart it."""
+    return broker_factory()
+
+
+@pytest.fixture(scope="session")
+def session_broker(tmp_path_factory: pytest.TempPathFactory):
+    """One broker shared by tests that only need a working broker."""
+    broker = Broker(workdir=tmp_path_factory.mktemp("session-broker"))
+    broker.start()
+    yield broker
+    broker.stop()
+
+
+@pytest.fixture
+def subscriber_factory():
+    """subscriber_factory(host, port, topic_filter="#") -> Subscriber."""
+    subscribers: list[Subscriber] = []
+
+    def make(host: str, port: int, topic_filter: str = "#", **kwargs) -> Subscriber:
+        sub = Subscriber(host, port, topic_filter, **kwargs)
+        subscribers.append(sub)
+        return sub
+
+    yield make
+    for sub in subscribers:
+        sub.close()
+
+
+@pytest.fixture
+def octoprint_factory(request: pytest.FixtureRequest, tmp_path: Path, broker_factory):
+    """octoprint_factory(mqtt_settings, start=True, **kwargs) -> OctoPrintInstance.
+
+    Every instance is stopped at teardown, even when the test failed; then its
+    log is printed to help diagnose the failure. Depending on broker_factory
+    makes pytest tear the brokers down after OctoPrint, whatever the order of
+    the test's arguments, so the plugin's shutdown still reaches its broker.
+    """
+    # Imported lazily: only e2e tests need OctoPrint (and PyYAML) installed.
+    from octoprint_env import OctoPrintInstance
+
+    instances: list[OctoPrintInstance] = []
+
+    def make(mqtt_settings: dict, start: bool = True, **kwargs) -> OctoPrintInstance:
+        basedir = tmp_path / f"octoprint{len(instances)}"
+        instance = OctoPrintInstance(basedir, free_port(), mqtt_settings, **kwargs)
+        instances.append(instance)
+        if start:
+            instance.start()
+        return instance
+
+    yield make
+    for instance in instances:
+        instance.stop()
+        if _test_failed(request):
+            _print_tail(f"octoprint.log in {instance.basedir}", instance.log_text())
+
+
+@pytest.fixture
+def core_factory(caplog):
+    """core_factory(settings=None) -> Core, configured when settings are given; every core is
+    stopped at teardown (a core left running would log during interpreter exit)."""
+    caplog.set_level(logging.DEBUG, logger="octoprint.plugins.mqtt")
+    from octoprint_mqtt._core import Core
+
+    cores: list = []
+
+    def make(settings: dict | None = None):
+        core = Core()
+        cores.append(core)
+        if settings is not None:
+            core.configure(settings)
+        return core
+
+    yield make
+    for core in cores:
+        core.stop(2.0)

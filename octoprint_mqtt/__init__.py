@@ -38,5 +38,10 @@ def __plugin_check__():
 def __plugin_load__():
     from .plugin import MqttPlugin
 
-    global __plugin_implementation__
-    __plugin_implementation__ = MqttPlugin()
+    global __plugin_implementation__, __plugin_hooks__
+    plugin = MqttPlugin()
+    __plugin_implementation__ = plugin
+    __plugin_hooks__ = {
+        "octoprint.comm.protocol.gcode.received": plugin.on_gcode_received,
+        "octoprint.plugin.softwareupdate.check_config": plugin.get_update_information,
+    }

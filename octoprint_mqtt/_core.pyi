@@ -14,6 +14,18 @@ class Core:
     def publish_event(self, event: str, payload: Optional[Any] = None) -> bool:
         """Publishes an OctoPrint event as JSON; False when its class is off or it was refused
         while offline. Raises ValueError when the configured topic is invalid."""
+    def publish_progress(
+        self, kind: str, payload: Mapping[str, Any], queue: Optional[bool] = None
+    ) -> bool:
+        """Progress on ``<base><progressTopic>`` (kind ``printing``: always retained;
+        ``slicing``: retained per ``broker.retain``) with the timestamp added.
+        ``queue=None`` follows ``publish.queueWhileOffline``."""
+    def publish_temperatures(self, data: Mapping[str, Any]) -> int:
+        """One sample of OctoPrint's printer callback; publishes the heaters that changed by
+        the threshold (or are new) and returns how many."""
+    def publish_metadata(self, metadata: Optional[Mapping[str, Any]] = None) -> int:
+        """The configured metadata keys (dots walk into nested dicts) of a file's metadata,
+        or with ``None`` an empty payload per key (clears retained values)."""
     def publish(
         self,
         topic: str,

@@ -4,10 +4,19 @@ Everything that does not need OctoPrint's objects (the connection, topics, JSON,
 happens in the Rust core; this class reads the settings once per save and pushes them there.
 """
 
+import threading
+
 import octoprint.plugin
+from octoprint.printer import PrinterCallback
+from octoprint.util import RepeatedTimer
 
 # The only import of the native module.
 from ._core import Core
+
+PROGRESS_INTERVAL = 5.0
+# Events that mean a file is selected or printing: the progress check runs while one is.
+JOB_EVENTS = frozenset(("FileSelected", "PrintStarted", "PrintResumed", "PrintPaused"))
+JOB_END_EVENTS = frozenset(("PrintDone", "PrintFailed", "PrintCancelled"))
 
 
 def settings_defaults():
@@ -63,22 +72,63 @@ def settings_defaults():
     }
 
 
+def progress_percent(progress):
+    """OctoPrint's completion rounded; with PrintTimeGenius, its more accurate time ratio."""
+    if progress.get("printTimeLeftOrigin") == "genius":
+        spent, left = progress.get("printTime"), progress.get("printTimeLeft")
+        if spent is not None and left is not None and spent + left > 0:
+            return max(0, min(100, int(round(spent * 100.0 / (spent + left)))))
+    return max(0, min(100, int(round(progress.get("completion") or 0))))
+
+
+def is_paused_for_user(line):
+    # Marlin sends "echo:busy: paused for user"; OctoPrint's virtual printer drops the colon.
+    return line.startswith("echo:busy") and "paused for user" in line
+
+
 class MqttPlugin(
     octoprint.plugin.SettingsPlugin,
     octoprint.plugin.StartupPlugin,
     octoprint.plugin.ShutdownPlugin,
     octoprint.plugin.EventHandlerPlugin,
+    octoprint.plugin.ProgressPlugin,
     octoprint.plugin.TemplatePlugin,
     octoprint.plugin.AssetPlugin,
+    PrinterCallback,
 ):
     def __init__(self):
         self._core = Core()
-        self._event_error = None
+        self._reported_errors = set()
+        self._printer_data = False
+        self._metadata_active = False
+        self._progress_lock = threading.Lock()
+        self._progress_timer = None
+        self._last_progress = None
 
     # ~~ settings
 
     def get_settings_defaults(self):
         return settings_defaults()
+
+    def get_settings_version(self):
+        return 1
+
+    def on_settings_migrate(self, target, current):
+        if current is not None:
+            return
+        # No settings version: either a fresh install, or settings written by the classic
+        # plugin. That one published under "octoPrint/" without storing it (OctoPrint stores
+        # only values that differ from the defaults), so keep its topics where they were.
+        stored = self._settings.global_get(["plugins", "mqtt"], incl_defaults=False) or {}
+        stored = {key: value for key, value in stored.items() if key != "_config_version"}
+        if not stored:
+            return
+        if (stored.get("publish") or {}).get("baseTopic") is None:
+            self._settings.set(["publish", "baseTopic"], "octoPrint/", force=True)
+            self._logger.info(
+                "Settings of the classic MQTT plugin found: keeping its base topic "
+                "'octoPrint/' (change publish.baseTopic to move the topics)"
+            )
 
     def get_settings_restricted_paths(self):
         # The broker password is for admins only; OctoPrint never sends it to other users.
@@ -91,31 +141,155 @@ class MqttPlugin(
         return result
 
     def _push_settings(self):
+        settings = self._settings.get_all_data(merged=True)
+        publish = settings.get("publish") or {}
+        self._printer_data = bool(publish.get("printerData"))
+        self._metadata_active = bool(publish.get("metadataActive"))
+        self._report(self._core.configure, settings)
+
+    def _report(self, call, *args):
+        """Runs a core call; a ValueError (a bad topic template, bad settings) would repeat on
+        every event, so each distinct one is logged once."""
         try:
-            self._core.configure(self._settings.get_all_data(merged=True))
+            return call(*args)
         except ValueError as exc:
-            self._logger.error("The MQTT settings cannot be used: %s", exc)
+            if str(exc) not in self._reported_errors:
+                self._reported_errors.add(str(exc))
+                self._logger.error("MQTT: %s", exc)
+        return None
 
     # ~~ lifecycle
 
     def on_startup(self, host, port):
         # Before OctoPrint fires Startup: the core keeps events until the broker answers.
         self._push_settings()
+        # Overwrite progress retained by an earlier run; queued, so it follows `connected`.
+        self._report(
+            self._core.publish_progress,
+            "printing",
+            {"location": "", "path": "", "progress": 0},
+            True,
+        )
+        self._report(
+            self._core.publish_progress,
+            "slicing",
+            {
+                "slicer": "",
+                "source_location": "",
+                "source_path": "",
+                "destination_location": "",
+                "destination_path": "",
+                "progress": 0,
+            },
+            True,
+        )
+        self._printer.register_callback(self)
 
     def on_shutdown(self):
+        self._printer.unregister_callback(self)
+        with self._progress_lock:
+            if self._progress_timer is not None:
+                self._progress_timer.cancel()
         if not self._core.stop(1.0):
             self._logger.warning("The MQTT core did not stop within a second; leaving it")
 
     # ~~ events
 
     def on_event(self, event, payload):
+        self._report(self._core.publish_event, event, payload)
+        if event in JOB_EVENTS:
+            self._start_progress_checks()
+        if event == "PrintStarted" and self._metadata_active:
+            self._report(self._core.publish_metadata, self._file_metadata(payload))
+        elif event in JOB_END_EVENTS:
+            self._report(self._core.publish_metadata, None)
+
+    def on_gcode_received(self, comm, line, *args, **kwargs):
+        """Hook on the printer's comm thread, called for every line: one cheap check."""
+        if is_paused_for_user(line):
+            self._report(self._core.publish_event, "PausedForUser", None)
+        return line
+
+    def _file_metadata(self, payload):
+        payload = payload or {}
         try:
-            self._core.publish_event(event, payload)
-        except ValueError as exc:
-            # A bad topic template would fail for every event: say it once per distinct cause.
-            if str(exc) != self._event_error:
-                self._event_error = str(exc)
-                self._logger.error("Cannot publish OctoPrint events: %s", exc)
+            return self._file_manager.get_metadata(payload.get("origin"), payload.get("path"))
+        except Exception:
+            self._logger.exception("Cannot read the metadata of %s", payload.get("path"))
+            return None
+
+    # ~~ progress
+
+    def _job_active(self):
+        if self._printer.is_printing() or self._printer.is_paused():
+            return True
+        job = self._printer.get_current_job() or {}
+        return bool((job.get("file") or {}).get("path"))
+
+    def _start_progress_checks(self):
+        with self._progress_lock:
+            if self._progress_timer is not None and self._progress_timer.is_alive():
+                return
+            self._progress_timer = RepeatedTimer(
+                PROGRESS_INTERVAL,
+                self._check_progress,
+                run_first=True,
+                condition=self._job_active,
+                daemon=True,
+            )
+            self._progress_timer.start()
+
+    def _check_progress(self):
+        data = self._printer.get_current_data()
+        job_file = (data.get("job") or {}).get("file") or {}
+        location = job_file.get("origin") or ""
+        path = job_file.get("path") or ""
+        percent = progress_percent(data.get("progress") or {})
+        if (location, path, percent) == self._last_progress:
+            return
+        self._last_progress = (location, path, percent)
+        payload = {"location": location, "path": path, "progress": percent}
+        if self._printer_data:
+            payload["printer_data"] = data
+        self._report(self._core.publish_progress, "printing", payload)
+
+    def on_slicing_progress(
+        self,
+        slicer,
+        source_location,
+        source_path,
+        destination_location,
+        destination_path,
+        progress,
+    ):
+        payload = {
+            "slicer": slicer,
+            "source_location": source_location,
+            "source_path": source_path,
+            "destination_location": destination_location,
+            "destination_path": destination_path,
+            "progress": progress,
+        }
+        self._report(self._core.publish_progress, "slicing", payload)
+
+    # ~~ temperatures (PrinterCallback)
+
+    def on_printer_add_temperature(self, data):
+        self._report(self._core.publish_temperatures, data)
+
+    # ~~ software update
+
+    def get_update_information(self):
+        return {
+            "mqtt": {
+                "displayName": "MQTT",
+                "displayVersion": self._plugin_version,
+                "type": "pypi_release",
+                "package": "OctoPrint-MQTT",
+                "current": self._plugin_version,
+                "pip": "OctoPrint-MQTT=={target_version}",
+            }
+        }
 
     # ~~ UI
 

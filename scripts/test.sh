@@ -16,5 +16,7 @@ log "ruff"
 "$VENV/bin/ruff" format --check --quiet octoprint_mqtt tests scripts
 install_plugin
 log "pytest"
-# pytest exits 5 when it collected no test: that fails this script too.
-"$VENV/bin/python" -m pytest "$@"
+# The pytest script, not `python -m pytest`: that would put the checkout first on sys.path
+# and test the source tree instead of the installed plugin. pytest exits 5 when it collected
+# no test: that fails this script too.
+"$VENV/bin/pytest" "$@"

@@ -108,6 +108,22 @@ pub struct Publish {
     #[serde(rename = "eventActive", deserialize_with = "lenient_bool")]
     pub event_active: bool,
     pub events: EventToggles,
+    #[serde(rename = "progressTopic", deserialize_with = "lenient_string")]
+    pub progress_topic: String,
+    #[serde(rename = "progressActive", deserialize_with = "lenient_bool")]
+    pub progress_active: bool,
+    #[serde(rename = "temperatureTopic", deserialize_with = "lenient_string")]
+    pub temperature_topic: String,
+    #[serde(rename = "temperatureActive", deserialize_with = "lenient_bool")]
+    pub temperature_active: bool,
+    #[serde(rename = "temperatureThreshold", deserialize_with = "lenient_f64")]
+    pub temperature_threshold: f64,
+    #[serde(rename = "metadataTopic", deserialize_with = "lenient_string")]
+    pub metadata_topic: String,
+    #[serde(rename = "metadataActive", deserialize_with = "lenient_bool")]
+    pub metadata_active: bool,
+    #[serde(rename = "metadataKeys", deserialize_with = "lenient_string")]
+    pub metadata_keys: String,
     #[serde(rename = "lwTopic", deserialize_with = "lenient_string")]
     pub lw_topic: String,
     #[serde(rename = "lwActive", deserialize_with = "lenient_bool")]
@@ -126,6 +142,14 @@ impl Default for Publish {
             event_topic: "event/{event}".into(),
             event_active: true,
             events: EventToggles::default(),
+            progress_topic: "progress/{progress}".into(),
+            progress_active: true,
+            temperature_topic: "temperature/{temp}".into(),
+            temperature_active: true,
+            temperature_threshold: 0.1,
+            metadata_topic: "metadata/{key}".into(),
+            metadata_active: false,
+            metadata_keys: String::new(),
             lw_topic: "mqtt".into(),
             lw_active: true,
             queue_while_offline: true,
@@ -208,6 +232,15 @@ pub struct PublishConfig {
     pub retain: bool,
     pub timestamp_field: String,
     pub queue_events_offline: bool,
+    pub progress_topic: String,
+    pub progress_active: bool,
+    pub temperature_topic: String,
+    pub temperature_active: bool,
+    pub temperature_threshold: f64,
+    pub metadata_topic: String,
+    pub metadata_active: bool,
+    /// `publish.metadataKeys` split at commas, trimmed, empty entries left out.
+    pub metadata_keys: Vec<String>,
 }
 
 impl Settings {
@@ -276,15 +309,47 @@ impl Settings {
             retain: self.broker.retain,
             timestamp_field: self.timestamp_fieldname.clone(),
             queue_events_offline: self.publish.queue_while_offline,
+            progress_topic: self.publish.progress_topic.clone(),
+            progress_active: self.publish.progress_active,
+            temperature_topic: self.publish.temperature_topic.clone(),
+            temperature_active: self.publish.temperature_active,
+            temperature_threshold: self.publish.temperature_threshold.max(0.0),
+            metadata_topic: self.publish.metadata_topic.clone(),
+            metadata_active: self.publish.metadata_active,
+            metadata_keys: self
+                .publish
+                .metadata_keys
+                .split(',')
+                .map(str::trim)
+                .filter(|k| !k.is_empty())
+                .map(String::from)
+                .collect(),
         }
     }
 }
 
 impl PublishConfig {
-    pub fn event_topic(&self, event: &str) -> String {
+    fn under_base(&self, template: &str, placeholder: &str, value: &str) -> String {
         let mut t = self.base_topic.clone();
-        t.push_str(&topic::render(&self.event_topic, "event", event));
+        t.push_str(&topic::render(template, placeholder, value));
         t
+    }
+
+    pub fn event_topic(&self, event: &str) -> String {
+        self.under_base(&self.event_topic, "event", event)
+    }
+
+    /// `kind` is `printing` or `slicing`.
+    pub fn progress_topic(&self, kind: &str) -> String {
+        self.under_base(&self.progress_topic, "progress", kind)
+    }
+
+    pub fn temperature_topic(&self, heater: &str) -> String {
+        self.under_base(&self.temperature_topic, "temp", heater)
+    }
+
+    pub fn metadata_topic(&self, key: &str) -> String {
+        self.under_base(&self.metadata_topic, "key", key)
     }
 }
 
@@ -337,6 +402,18 @@ fn lenient_usize<'de, D: Deserializer<'de>>(d: D) -> Result<usize, D::Error> {
     let v = loose_int(d)?;
     v.and_then(|v| usize::try_from(v).ok())
         .ok_or_else(|| serde::de::Error::custom("expected a positive number"))
+}
+
+fn lenient_f64<'de, D: Deserializer<'de>>(d: D) -> Result<f64, D::Error> {
+    match Loose::deserialize(d)? {
+        Loose::Int(i) => Ok(i as f64),
+        Loose::Float(f) if f.is_finite() => Ok(f),
+        Loose::Str(s) => s
+            .trim()
+            .parse()
+            .map_err(|_| serde::de::Error::custom(format!("expected a number, got {s:?}"))),
+        _ => Err(serde::de::Error::custom("expected a number")),
+    }
 }
 
 fn lenient_bool<'de, D: Deserializer<'de>>(d: D) -> Result<bool, D::Error> {
@@ -456,6 +533,18 @@ mod tests {
             .connection("gen")
             .unwrap();
         assert!(!format!("{c:?}").contains("hunter2"));
+    }
+
+    #[test]
+    fn topics_under_the_base() {
+        let p =
+            parse(r#"{"publish": {"metadataKeys": " a.b, ,c ", "temperatureThreshold": "0.5"}}"#)
+                .publishing();
+        assert_eq!(p.progress_topic("slicing"), "octoprint/progress/slicing");
+        assert_eq!(p.temperature_topic("tool1"), "octoprint/temperature/tool1");
+        assert_eq!(p.metadata_topic("a.b"), "octoprint/metadata/a.b");
+        assert_eq!(p.metadata_keys, ["a.b", "c"]);
+        assert_eq!(p.temperature_threshold, 0.5);
     }
 
     #[test]

@@ -12,6 +12,7 @@ mod payload;
 mod queue;
 mod session;
 mod status;
+mod temperature;
 mod tls;
 mod topic;
 
@@ -56,6 +57,7 @@ struct Core {
     publishing: RwLock<Arc<PublishConfig>>,
     /// Used while `client.client_id` is unset; the same for the core's whole life.
     client_id: String,
+    temperatures: Mutex<temperature::Tracker>,
 }
 
 impl Core {
@@ -90,6 +92,7 @@ impl Core {
             handle,
             publishing: RwLock::new(Arc::new(defaults.publishing())),
             client_id: config::generate_client_id(),
+            temperatures: Mutex::new(temperature::Tracker::default()),
         })
     }
 
@@ -129,6 +132,127 @@ impl Core {
             retain: cfg.retain && events::retain_follows_broker(event),
             queue_offline: cfg.queue_events_offline,
         })
+    }
+
+    /// Print (`kind="printing"`, always retained) or slicing (`"slicing"`, retained per
+    /// `broker.retain`) progress on `<base><progressTopic>`, with the timestamp added.
+    /// `queue=None` follows `publish.queueWhileOffline`.
+    #[pyo3(signature = (kind, payload, queue=None))]
+    fn publish_progress(
+        &self,
+        kind: &str,
+        payload: &Bound<'_, PyAny>,
+        queue: Option<bool>,
+    ) -> PyResult<bool> {
+        let cfg = self.publishing();
+        let retain = match kind {
+            "printing" => true,
+            "slicing" => cfg.retain,
+            other => {
+                return Err(PyValueError::new_err(format!(
+                    "progress kind must be 'printing' or 'slicing', not {other:?}"
+                )))
+            }
+        };
+        if !cfg.progress_active {
+            return Ok(false);
+        }
+        let topic = cfg.progress_topic(kind);
+        topic::validate_topic(&topic)?;
+        let payload =
+            payload::encode_stamped(Some(payload), None, &cfg.timestamp_field, unix_now());
+        self.send(Message {
+            topic,
+            payload,
+            qos: Qos::AtMostOnce,
+            retain,
+            queue_offline: queue.unwrap_or(cfg.queue_events_offline),
+        })
+    }
+
+    /// One sample from OctoPrint's printer callback, `{"time": t, "<heater>": {"actual": a,
+    /// "target": t}, ...}`: publishes the heaters that changed enough. Returns how many.
+    fn publish_temperatures(&self, data: &Bound<'_, PyDict>) -> PyResult<usize> {
+        let cfg = self.publishing();
+        if !cfg.temperature_active {
+            return Ok(0);
+        }
+        let time = match data.get_item("time")? {
+            Some(t) => t
+                .extract::<f64>()
+                .map(|t| t as u64)
+                .unwrap_or_else(|_| unix_now()),
+            None => unix_now(),
+        };
+        let mut tracker = self.temperatures.lock().unwrap_or_else(|p| p.into_inner());
+        let mut published = 0;
+        for (heater, values) in data.iter() {
+            let (Ok(heater), Ok(values)) = (heater.extract::<String>(), values.cast::<PyDict>())
+            else {
+                continue; // "time", or something a plugin added that is not a heater
+            };
+            let reading = temperature::Reading {
+                actual: reading(values, "actual")?,
+                target: reading(values, "target")?,
+            };
+            if !tracker.should_publish(&heater, reading, cfg.temperature_threshold) {
+                continue;
+            }
+            let topic = cfg.temperature_topic(&heater);
+            topic::validate_topic(&topic)?;
+            let mut body = Vec::with_capacity(64);
+            body.extend_from_slice(b"{\"actual\":");
+            payload::write_reading(&mut body, reading.actual);
+            body.extend_from_slice(b",\"target\":");
+            payload::write_reading(&mut body, reading.target);
+            body.push(b',');
+            body.extend_from_slice(&payload::encode_key(&cfg.timestamp_field));
+            body.extend_from_slice(format!(":{time}}}").as_bytes());
+            self.send(Message {
+                topic,
+                payload: body,
+                qos: Qos::AtMostOnce,
+                retain: cfg.retain,
+                queue_offline: cfg.queue_events_offline,
+            })?;
+            published += 1;
+        }
+        Ok(published)
+    }
+
+    /// File metadata on `<base><metadataTopic>` for each key of `publish.metadataKeys` (dots
+    /// walk into nested dicts): the value at print start, or with `metadata=None` an empty
+    /// payload per key, which clears the retained value when the job ends. Returns how many.
+    #[pyo3(signature = (metadata=None))]
+    fn publish_metadata(&self, metadata: Option<&Bound<'_, PyAny>>) -> PyResult<usize> {
+        let cfg = self.publishing();
+        if !cfg.metadata_active {
+            return Ok(0);
+        }
+        let mut published = 0;
+        for key in &cfg.metadata_keys {
+            let payload = match metadata {
+                None => Vec::new(),
+                Some(m) => match lookup(m, key)? {
+                    Some(value) => payload::encode_text(&value),
+                    None => continue,
+                },
+            };
+            let topic = cfg.metadata_topic(key);
+            if let Err(e) = topic::validate_topic(&topic) {
+                warn!("Metadata key {key:?} cannot be published: {e}");
+                continue;
+            }
+            self.send(Message {
+                topic,
+                payload,
+                qos: Qos::AtMostOnce,
+                retain: cfg.retain,
+                queue_offline: cfg.queue_events_offline,
+            })?;
+            published += 1;
+        }
+        Ok(published)
     }
 
     /// Publishes bytes as they are. `retain=None` follows `broker.retain`.
@@ -195,6 +319,38 @@ impl Core {
         }
         Ok(d)
     }
+}
+
+/// A heater's `actual` or `target`: a number, or nothing (missing, None, NaN, not a number).
+fn reading(values: &Bound<'_, PyDict>, key: &str) -> PyResult<Option<f64>> {
+    Ok(values
+        .get_item(key)?
+        .and_then(|v| v.extract::<f64>().ok())
+        .filter(|v| v.is_finite()))
+}
+
+/// `key` in a metadata dict: the literal key first, else a dotted path through nested dicts.
+fn lookup<'py>(metadata: &Bound<'py, PyAny>, key: &str) -> PyResult<Option<Bound<'py, PyAny>>> {
+    let Ok(dict) = metadata.cast::<PyDict>() else {
+        return Ok(None);
+    };
+    if let Some(v) = dict.get_item(key)? {
+        return Ok(Some(v));
+    }
+    let mut current = metadata.clone();
+    for part in key.split('.') {
+        let Some(next) = current
+            .cast::<PyDict>()
+            .ok()
+            .map(|d| d.get_item(part))
+            .transpose()?
+            .flatten()
+        else {
+            return Ok(None);
+        };
+        current = next;
+    }
+    Ok(Some(current))
 }
 
 /// Any Python value as the JSON text the plugin publishes.

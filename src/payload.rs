@@ -10,18 +10,28 @@ use pyo3::types::{PyBool, PyDict, PyFloat, PyInt, PyList, PyString, PyTuple};
 /// Deeper than this (or a container that contains itself) is written as its `str()`.
 const MAX_DEPTH: u32 = 100;
 
-/// An event message: the payload's keys, then `_event` and the timestamp field. A key of the
-/// payload with one of those names keeps its place and gets the plugin's value, as a Python
-/// dict update would.
+/// An event message: the payload's keys, then `_event` and the timestamp field.
 pub fn encode_event(
     payload: Option<&Bound<'_, PyAny>>,
     event: &str,
     timestamp_field: &str,
     timestamp: u64,
 ) -> Vec<u8> {
+    encode_stamped(payload, Some(event), timestamp_field, timestamp)
+}
+
+/// A payload dict with `_event` (when given) and the timestamp field added after its own keys.
+/// A key of the payload with one of those names keeps its place and gets the plugin's value,
+/// as a Python dict update would. A payload that is not a dict is kept under `payload`.
+pub fn encode_stamped(
+    payload: Option<&Bound<'_, PyAny>>,
+    event: Option<&str>,
+    timestamp_field: &str,
+    timestamp: u64,
+) -> Vec<u8> {
     let mut out = Vec::with_capacity(256);
     let mut obj = ObjectWriter::new(&mut out);
-    let mut wrote_event = false;
+    let mut wrote_event = event.is_none();
     let mut wrote_ts = false;
     if let Some(payload) = payload.filter(|p| p.is_truthy().unwrap_or(true)) {
         match payload.cast::<PyDict>() {
@@ -29,14 +39,16 @@ pub fn encode_event(
                 for (k, v) in dict.iter() {
                     let key = key_string(&k);
                     obj.key(&key);
-                    if key == "_event" {
-                        write_str(obj.out, event);
-                        wrote_event = true;
-                    } else if key == timestamp_field {
-                        write_u64(obj.out, timestamp);
-                        wrote_ts = true;
-                    } else {
-                        write_value(obj.out, &v, 1);
+                    match event {
+                        Some(event) if key == "_event" => {
+                            write_str(obj.out, event);
+                            wrote_event = true;
+                        }
+                        _ if key == timestamp_field => {
+                            write_u64(obj.out, timestamp);
+                            wrote_ts = true;
+                        }
+                        _ => write_value(obj.out, &v, 1),
                     }
                 }
             }
@@ -47,7 +59,7 @@ pub fn encode_event(
             }
         }
     }
-    if !wrote_event {
+    if let (false, Some(event)) = (wrote_event, event) {
         obj.key("_event");
         write_str(obj.out, event);
     }
@@ -64,6 +76,30 @@ pub fn encode_value(value: &Bound<'_, PyAny>) -> Vec<u8> {
     let mut out = Vec::with_capacity(128);
     write_value(&mut out, value, 0);
     out
+}
+
+/// A value published raw (file metadata): text as it is, containers and other scalars as
+/// JSON text (`12.5`, `true`, `null`).
+pub fn encode_text(value: &Bound<'_, PyAny>) -> Vec<u8> {
+    match value.cast::<PyString>() {
+        Ok(s) => s.to_string_lossy().as_bytes().to_vec(),
+        Err(_) => encode_value(value),
+    }
+}
+
+/// A JSON object key (quoted and escaped).
+pub fn encode_key(key: &str) -> Vec<u8> {
+    let mut out = Vec::with_capacity(key.len() + 2);
+    write_str(&mut out, key);
+    out
+}
+
+/// A sample reading as JSON: finite floats as numbers, anything else as `null`.
+pub fn write_reading(out: &mut Vec<u8>, value: Option<f64>) {
+    match value {
+        Some(f) => write_float(out, f),
+        None => out.extend_from_slice(b"null"),
+    }
 }
 
 struct ObjectWriter<'a> {

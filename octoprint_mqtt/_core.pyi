@@ -8,9 +8,10 @@ class Core:
     """One MQTT client with its own thread, offline queue and status."""
 
     def __init__(self) -> None: ...
-    def configure(self, settings: Mapping[str, Any]) -> None:
+    def configure(self, settings: Mapping[str, Any], connect: bool = True) -> None:
         """Takes the whole ``plugins.mqtt`` settings tree; reconnects only when connection
-        settings changed. Raises ValueError for settings that cannot be parsed."""
+        settings changed. ``connect=False`` takes only the publishing settings (messages are
+        kept until a call with ``connect=True``). ValueError for unparsable settings."""
     def publish_event(self, event: str, payload: Optional[Any] = None) -> bool:
         """Publishes an OctoPrint event as JSON; False when its class is off or it was refused
         while offline. Raises ValueError when the configured topic is invalid."""

@@ -140,12 +140,17 @@ class MqttPlugin(
         self._push_settings()
         return result
 
-    def _push_settings(self):
+    def on_settings_initialized(self):
+        # OctoPrint fires Startup before on_startup: the topics must be known by then. No
+        # connection yet (OctoPrint's command-line tools initialise plugins too).
+        self._push_settings(connect=False)
+
+    def _push_settings(self, connect=True):
         settings = self._settings.get_all_data(merged=True)
         publish = settings.get("publish") or {}
         self._printer_data = bool(publish.get("printerData"))
         self._metadata_active = bool(publish.get("metadataActive"))
-        self._report(self._core.configure, settings)
+        self._report(self._core.configure, settings, connect)
 
     def _report(self, call, *args):
         """Runs a core call; a ValueError (a bad topic template, bad settings) would repeat on

@@ -98,7 +98,10 @@ impl Core {
 
     /// Takes the whole `plugins.mqtt` settings tree (defaults merged). Connection settings
     /// that differ from the current ones make the core reconnect; the rest applies at once.
-    fn configure(&self, settings: &Bound<'_, PyAny>) -> PyResult<()> {
+    /// With `connect=False` only the publishing settings (topics, filters) are taken: messages
+    /// are formatted right and kept until a call with `connect=True`.
+    #[pyo3(signature = (settings, connect=true))]
+    fn configure(&self, settings: &Bound<'_, PyAny>, connect: bool) -> PyResult<()> {
         let settings: Settings = pythonize::depythonize(settings)
             .map_err(|e| PyValueError::new_err(format!("invalid MQTT settings: {e}")))?;
         if let Some(reset) = LOG_RESET.get() {
@@ -107,6 +110,9 @@ impl Core {
         }
         *self.publishing.write().unwrap_or_else(|p| p.into_inner()) =
             Arc::new(settings.publishing());
+        if !connect {
+            return Ok(());
+        }
         self.handle.send(Command::Configure {
             conn: Box::new(settings.connection(&self.client_id)),
             queue_capacity: settings.publish.offline_queue_size,

@@ -86,11 +86,13 @@ class OctoPrintInstance:
         mqtt_settings: dict,
         extra_config: dict | None = None,
         log_levels: dict[str, str] | None = None,
+        classic_config: bool = False,
     ) -> None:
         self.basedir = Path(basedir)
         self.port = port
         self.url = f"http://127.0.0.1:{port}"
         self.mqtt_settings = mqtt_settings
+        self.classic_config = classic_config
         self.extra_config = extra_config or {}
         # e.g. {"octoprint.plugins.mqtt": "DEBUG"}, written to logging.yaml
         self.log_levels = log_levels or {}
@@ -119,7 +121,12 @@ class OctoPrintInstance:
         config_path = self.basedir / "config.yaml"
         config = yaml.safe_load(config_path.read_text()) if config_path.exists() else {}
         config = _deep_merge(config or {}, base_config())
-        config = _deep_merge(config, {"plugins": {"mqtt": self.mqtt_settings}})
+        # Settings of this plugin carry its settings version; without one they look like the
+        # classic plugin's and get migrated (classic=True writes them that way on purpose).
+        mqtt = dict(self.mqtt_settings)
+        if not self.classic_config:
+            mqtt.setdefault("_config_version", 1)
+        config = _deep_merge(config, {"plugins": {"mqtt": mqtt}})
         config = _deep_merge(config, self.extra_config)
         config_path.write_text(yaml.safe_dump(config))
 

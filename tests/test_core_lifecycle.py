@@ -110,7 +110,10 @@ def test_last_will_when_the_process_is_killed(broker, subscriber_factory, tmp_pa
         """
     )
     sub = subscriber_factory(broker.host, broker.port, f"{base}mqtt")
-    proc = subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE, text=True)
+    # Run outside the checkout, so it imports the installed plugin, not the source tree.
+    proc = subprocess.Popen(
+        [sys.executable, "-c", script], stdout=subprocess.PIPE, text=True, cwd=tmp_path
+    )
     try:
         assert proc.stdout.readline().strip() == "ready"
         sub.wait_for(f"{base}mqtt", predicate=lambda m: m.payload == b"connected")

@@ -58,3 +58,14 @@ def event_json(msg) -> dict:
 
 def log_lines(caplog, contains: str) -> list[str]:
     return [r.getMessage() for r in caplog.records if contains in r.getMessage()]
+
+
+def connected_core(core_factory, b, subscriber_factory, /, **extra):
+    """A core connected to broker `b` under a base topic of its own, and a subscriber that
+    already saw its `connected`. Returns (core, subscriber, base)."""
+    base = unique_base()
+    sub = subscriber_factory(b.host, b.port, f"{base}#")
+    core = core_factory(settings_for(b, base, **extra))
+    wait_state(core, "connected")
+    sub.wait_for(f"{base}mqtt")
+    return core, sub, base

@@ -7,19 +7,10 @@ import decimal
 import json
 from collections import OrderedDict
 
-from corekit import event_json, settings_for, unique_base, wait_state
+from corekit import connected_core, event_json, settings_for, unique_base, wait_state
 from mqtt_env import read_retained
 
 from octoprint_mqtt._core import encode_event
-
-
-def connected_core(core_factory, broker, subscriber_factory, **extra):
-    base = unique_base()
-    sub = subscriber_factory(broker.host, broker.port, f"{base}#")
-    core = core_factory(settings_for(broker, base, **extra))
-    wait_state(core, "connected")
-    sub.wait_for(f"{base}mqtt")
-    return core, sub, base
 
 
 def test_connects_and_publishes_status_and_event(core_factory, session_broker, subscriber_factory):

@@ -68,6 +68,24 @@ impl Core {
             .clone()
     }
 
+    /// The plugin's own messages (events, progress, temperatures, metadata): QoS 0, kept while
+    /// offline unless `publish.queueWhileOffline` is off.
+    fn send_own(
+        &self,
+        cfg: &PublishConfig,
+        topic: String,
+        payload: Vec<u8>,
+        retain: bool,
+    ) -> PyResult<bool> {
+        self.send(Message {
+            topic,
+            payload,
+            qos: Qos::AtMostOnce,
+            retain,
+            queue_offline: cfg.queue_events_offline,
+        })
+    }
+
     fn send(&self, msg: Message) -> PyResult<bool> {
         // What the caller is told: would this message be delivered (now or after a reconnect)?
         let shared = &self.handle.shared;
@@ -131,13 +149,8 @@ impl Core {
         let topic = cfg.event_topic(event);
         topic::validate_topic(&topic)?;
         let payload = payload::encode_event(payload, event, &cfg.timestamp_field, unix_now());
-        self.send(Message {
-            topic,
-            payload,
-            qos: Qos::AtMostOnce,
-            retain: cfg.retain && events::retain_follows_broker(event),
-            queue_offline: cfg.queue_events_offline,
-        })
+        let retain = cfg.retain && events::retain_follows_broker(event);
+        self.send_own(&cfg, topic, payload, retain)
     }
 
     /// Print (`kind="printing"`, always retained) or slicing (`"slicing"`, retained per
@@ -214,13 +227,7 @@ impl Core {
             body.push(b',');
             body.extend_from_slice(&payload::encode_key(&cfg.timestamp_field));
             body.extend_from_slice(format!(":{time}}}").as_bytes());
-            self.send(Message {
-                topic,
-                payload: body,
-                qos: Qos::AtMostOnce,
-                retain: cfg.retain,
-                queue_offline: cfg.queue_events_offline,
-            })?;
+            self.send_own(&cfg, topic, body, cfg.retain)?;
             published += 1;
         }
         Ok(published)
@@ -249,13 +256,7 @@ impl Core {
                 warn!("Metadata key {key:?} cannot be published: {e}");
                 continue;
             }
-            self.send(Message {
-                topic,
-                payload,
-                qos: Qos::AtMostOnce,
-                retain: cfg.retain,
-                queue_offline: cfg.queue_events_offline,
-            })?;
+            self.send_own(&cfg, topic, payload, cfg.retain)?;
             published += 1;
         }
         Ok(published)

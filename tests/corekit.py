@@ -2,24 +2,15 @@
 
 from __future__ import annotations
 
-import copy
 import json
 import time
 import uuid
 
+from octoprint_env import deep_merge
+
 from octoprint_mqtt._core import Core
 
 LOGGER = "octoprint.plugins.mqtt"
-
-
-def merge(base: dict, extra: dict) -> dict:
-    out = copy.deepcopy(base)
-    for key, value in extra.items():
-        if isinstance(value, dict) and isinstance(out.get(key), dict):
-            out[key] = merge(out[key], value)
-        else:
-            out[key] = value
-    return out
 
 
 def unique_base() -> str:
@@ -31,7 +22,7 @@ def settings_for(b, base: str | None = None, /, **extra) -> dict:
     s = {"broker": {"url": b.host, "port": b.port}, "publish": {}}
     if base is not None:
         s["publish"]["baseTopic"] = base
-    return merge(s, extra)
+    return deep_merge(s, extra)
 
 
 def wait_until(pred, timeout: float = 10.0, what: str = "condition", interval: float = 0.02):

@@ -38,12 +38,12 @@ DISABLED_PLUGINS = [
 ]
 
 
-def _deep_merge(base: dict, extra: dict) -> dict:
+def deep_merge(base: dict, extra: dict) -> dict:
     """Return base updated recursively with extra (neither is modified)."""
     result = copy.deepcopy(base)
     for key, value in extra.items():
         if isinstance(value, dict) and isinstance(result.get(key), dict):
-            result[key] = _deep_merge(result[key], value)
+            result[key] = deep_merge(result[key], value)
         else:
             result[key] = copy.deepcopy(value)
     return result
@@ -120,14 +120,14 @@ class OctoPrintInstance:
         # The CLI already wrote a config.yaml (secret key etc.): merge into it.
         config_path = self.basedir / "config.yaml"
         config = yaml.safe_load(config_path.read_text()) if config_path.exists() else {}
-        config = _deep_merge(config or {}, base_config())
+        config = deep_merge(config or {}, base_config())
         # Settings of this plugin carry its settings version; without one they look like the
         # classic plugin's and get migrated (classic=True writes them that way on purpose).
         mqtt = dict(self.mqtt_settings)
         if not self.classic_config:
             mqtt.setdefault("_config_version", 1)
-        config = _deep_merge(config, {"plugins": {"mqtt": mqtt}})
-        config = _deep_merge(config, self.extra_config)
+        config = deep_merge(config, {"plugins": {"mqtt": mqtt}})
+        config = deep_merge(config, self.extra_config)
         config_path.write_text(yaml.safe_dump(config))
 
         if self.log_levels:

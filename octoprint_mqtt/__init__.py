@@ -38,9 +38,15 @@ def __plugin_check__():
 def __plugin_load__():
     from .plugin import MqttPlugin
 
-    global __plugin_implementation__, __plugin_hooks__
+    global __plugin_implementation__, __plugin_hooks__, __plugin_helpers__
     plugin = MqttPlugin()
     __plugin_implementation__ = plugin
+    __plugin_helpers__ = {
+        "mqtt_publish": plugin.mqtt_publish,
+        "mqtt_publish_with_timestamp": plugin.mqtt_publish_with_timestamp,
+        "mqtt_subscribe": plugin.mqtt_subscribe,
+        "mqtt_unsubscribe": plugin.mqtt_unsubscribe,
+    }
     __plugin_hooks__ = {
         "octoprint.comm.protocol.gcode.received": plugin.on_gcode_received,
         "octoprint.plugin.softwareupdate.check_config": plugin.get_update_information,

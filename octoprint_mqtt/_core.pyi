@@ -1,6 +1,6 @@
 """Type stub of the native core (src/lib.rs)."""
 
-from typing import Any, Mapping, Optional
+from typing import Any, Callable, Iterable, Mapping, Optional
 
 __version__: str
 
@@ -30,13 +30,28 @@ class Core:
     def publish(
         self,
         topic: str,
-        payload: bytes,
+        payload: Any,
+        retained: Optional[bool] = None,
         qos: int = 0,
-        retain: Optional[bool] = None,
-        queue: bool = False,
+        allow_queueing: bool = False,
+        raw_data: bool = False,
     ) -> bool:
-        """Publishes bytes; ``retain=None`` follows ``broker.retain``. ValueError for a bad
-        topic or QoS."""
+        """``mqtt_publish``: str as UTF-8, else JSON; with ``raw_data`` bytes as they are,
+        numbers as text, None as empty. ``retained=None`` follows ``broker.retain``. False when
+        offline without ``allow_queueing``. ValueError for a bad topic or QoS, TypeError for
+        an unsendable payload."""
+    def subscribe(
+        self,
+        topic: str,
+        callback: Callable[..., Any],
+        args: Optional[Iterable[Any]] = None,
+        kwargs: Optional[Mapping[str, Any]] = None,
+        qos: int = 0,
+    ) -> None:
+        """``mqtt_subscribe``: ``callback(topic, payload: bytes, *args, retained=, qos=,
+        **kwargs)`` on the callback thread. ValueError for a bad filter or QoS."""
+    def unsubscribe(self, callback: Any, topic: Optional[str] = None) -> None:
+        """``mqtt_unsubscribe``: by ``==`` on the callback, and the exact filter if given."""
     def stop(self, timeout: float = 1.0) -> bool:
         """Disconnects cleanly and stops the thread; False if that took longer than timeout."""
     @property
@@ -44,6 +59,9 @@ class Core:
     def status(self) -> dict[str, Any]:
         """state, broker, since, last_error and the counters published, queued, dropped,
         refused, received, reconnects, queue_depth."""
+
+def validate_topic(topic: str) -> None:
+    """ValueError when ``topic`` cannot be published to (empty, wildcards, NUL, too long)."""
 
 def encode_json(value: Any) -> bytes:
     """Any Python value as the JSON text the plugin publishes."""

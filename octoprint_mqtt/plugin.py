@@ -5,13 +5,14 @@ happens in the Rust core; this class reads the settings once per save and pushes
 """
 
 import threading
+import time
 
 import octoprint.plugin
 from octoprint.printer import PrinterCallback
 from octoprint.util import RepeatedTimer
 
 # The only import of the native module.
-from ._core import Core
+from ._core import Core, validate_topic
 
 PROGRESS_INTERVAL = 5.0
 # Events that mean a file is selected or printing: the progress check runs while one is.
@@ -104,6 +105,7 @@ class MqttPlugin(
         self._progress_lock = threading.Lock()
         self._progress_timer = None
         self._last_progress = None
+        self._timestamp_field = "_timestamp"
 
     # ~~ settings
 
@@ -150,6 +152,7 @@ class MqttPlugin(
         publish = settings.get("publish") or {}
         self._printer_data = bool(publish.get("printerData"))
         self._metadata_active = bool(publish.get("metadataActive"))
+        self._timestamp_field = settings.get("timestamp_fieldname") or "_timestamp"
         self._report(self._core.configure, settings, connect)
 
     def _report(self, call, *args):
@@ -281,6 +284,44 @@ class MqttPlugin(
 
     def on_printer_add_temperature(self, data):
         self._report(self._core.publish_temperatures, data)
+
+    # ~~ helpers for other plugins (compat.md section 4; exported in __init__.py)
+
+    def mqtt_publish(
+        self, topic, payload, retained=None, qos=0, allow_queueing=False, raw_data=False
+    ):
+        """Publishes `payload` on `topic`: a str as UTF-8, anything else as JSON, or with
+        `raw_data=True` bytes as they are, numbers as text and None as an empty payload.
+        `retained=None` follows the plugin's `broker.retain`. Returns True when the message was
+        sent or queued (`allow_queueing=True` keeps it while offline), False when offline.
+        Raises ValueError for a bad topic or QoS, TypeError for a payload it cannot send.
+        Never waits on the network."""
+        return self._core.publish(topic, payload, retained, qos, allow_queueing, raw_data)
+
+    def mqtt_publish_with_timestamp(
+        self, topic, payload, retained=None, qos=0, allow_queueing=False, timestamp=None
+    ):
+        """Like mqtt_publish for a dict, after adding the timestamp property (`_timestamp`
+        unless configured otherwise) to it: `timestamp`, or now, in Unix seconds."""
+        validate_topic(topic)
+        if not payload:
+            payload = {}
+        if not isinstance(payload, dict):
+            raise ValueError("mqtt_publish_with_timestamp needs a dict payload")
+        payload[self._timestamp_field] = int(timestamp if timestamp is not None else time.time())
+        return self._core.publish(topic, payload, retained, qos, allow_queueing, False)
+
+    def mqtt_subscribe(self, topic, callback, args=None, kwargs=None, qos=0):
+        """Calls `callback(topic, payload, *args, retained=bool, qos=int, **kwargs)` on the
+        plugin's callback thread for every message matching the filter `topic` (`+` and `#`
+        allowed); `payload` is bytes. Renewed after every reconnect. ValueError for a bad
+        filter or QoS."""
+        self._core.subscribe(topic, callback, args, kwargs, qos)
+
+    def mqtt_unsubscribe(self, callback, topic=None):
+        """Removes the subscriptions of `callback` (compared with ==), only those on the filter
+        `topic` when given. Unknown callbacks are ignored."""
+        self._core.unsubscribe(callback, topic)
 
     # ~~ software update
 

@@ -2,7 +2,7 @@
 //! state machine. Python threads talk to it only through [`Handle`]: a bounded command
 //! channel they never wait on, a shutdown signal, and the shared status.
 
-use std::collections::VecDeque;
+use std::collections::{BTreeMap, VecDeque};
 use std::sync::atomic::{AtomicBool, Ordering::Relaxed};
 use std::sync::{mpsc as std_mpsc, Arc, Mutex};
 use std::thread::JoinHandle;
@@ -13,7 +13,7 @@ use tokio::time::{timeout_at, Instant};
 
 use crate::config::{ConnectionConfig, Protocol, StatusTopic};
 use crate::error::{Error, Result};
-use crate::message::{Message, Qos};
+use crate::message::{Incoming, Message, Qos};
 use crate::queue::OfflineQueue;
 use crate::session::{self, NetEvent, Session};
 use crate::status::{Shared, State};
@@ -25,6 +25,8 @@ const COMMAND_CAPACITY: usize = 65_536;
 const CLOSE_BUDGET: Duration = Duration::from_millis(900);
 /// Commands taken per wake-up before handing messages to the client.
 const BATCH: usize = 512;
+/// Received messages waiting for the Python callbacks' thread.
+pub const DISPATCH_CAPACITY: usize = 10_000;
 
 pub enum Command {
     Publish(Message),
@@ -32,6 +34,14 @@ pub enum Command {
         // Boxed: settings changes are rare, messages are not.
         conn: Box<Option<ConnectionConfig>>,
         queue_capacity: usize,
+    },
+    /// Subscribe at the broker (now, and after every reconnect) with at least this QoS.
+    Subscribe {
+        filter: String,
+        qos: Qos,
+    },
+    Unsubscribe {
+        filter: String,
     },
 }
 
@@ -44,12 +54,16 @@ pub struct Handle {
 }
 
 impl Handle {
-    pub fn spawn(queue_capacity: usize) -> std::io::Result<Handle> {
+    /// Starts the core's thread. Received messages go to `dispatch`.
+    pub fn spawn(
+        queue_capacity: usize,
+        dispatch: std_mpsc::SyncSender<Incoming>,
+    ) -> std::io::Result<Handle> {
         let (commands, rx) = mpsc::channel(COMMAND_CAPACITY);
         let (shutdown, shutdown_rx) = watch::channel(false);
         let shared = Arc::new(Shared::default());
         let (done_tx, done_rx) = std_mpsc::channel();
-        let runner = Runner::new(rx, shutdown_rx, shared.clone(), queue_capacity);
+        let runner = Runner::new(rx, shutdown_rx, shared.clone(), queue_capacity, dispatch);
         let thread = std::thread::Builder::new()
             .name("mqtt-core".into())
             .spawn(move || {
@@ -139,6 +153,13 @@ struct Runner {
     /// The failure last logged; the same one is not logged again.
     last_reason: Option<String>,
     dropped_in_outage: u64,
+    /// Every filter some callback uses, renewed after each connect.
+    filters: BTreeMap<String, Qos>,
+    /// Filters whose SUBSCRIBE is on its way, in order; then by packet id until the SUBACK.
+    subscribing: VecDeque<String>,
+    awaiting_suback: Vec<(u16, String)>,
+    dispatch: std_mpsc::SyncSender<Incoming>,
+    dispatch_overflow_logged: bool,
 }
 
 impl Runner {
@@ -147,6 +168,7 @@ impl Runner {
         shutdown: watch::Receiver<bool>,
         shared: Arc<Shared>,
         queue_capacity: usize,
+        dispatch: std_mpsc::SyncSender<Incoming>,
     ) -> Self {
         Runner {
             commands,
@@ -162,6 +184,11 @@ impl Runner {
             unacked: VecDeque::new(),
             last_reason: None,
             dropped_in_outage: 0,
+            filters: BTreeMap::new(),
+            subscribing: VecDeque::new(),
+            awaiting_suback: Vec::new(),
+            dispatch,
+            dispatch_overflow_logged: false,
         }
     }
 
@@ -206,6 +233,29 @@ impl Runner {
                 conn,
                 queue_capacity,
             } => self.configure(*conn, queue_capacity).await,
+            Command::Subscribe { filter, qos } => {
+                self.filters.insert(filter.clone(), qos);
+                self.subscribe(&filter, qos);
+            }
+            Command::Unsubscribe { filter } => {
+                self.filters.remove(&filter);
+                if let (true, Some(s)) = (self.connected, &self.session) {
+                    if !s.client.try_unsubscribe(&filter) {
+                        warn!("Could not unsubscribe from {filter:?} now; it ends with the connection");
+                    }
+                }
+            }
+        }
+    }
+
+    /// Sends a SUBSCRIBE when connected; otherwise the next connect does.
+    fn subscribe(&mut self, filter: &str, qos: Qos) {
+        if let (true, Some(s)) = (self.connected, &self.session) {
+            if s.client.try_subscribe(filter, qos) {
+                self.subscribing.push_back(filter.to_owned());
+            } else {
+                warn!("Could not subscribe to {filter:?} now (the client is busy); it is renewed at the next connect");
+            }
         }
     }
 
@@ -284,9 +334,37 @@ impl Runner {
                 }
             }
             Some(NetEvent::DisconnectSent) => {}
-            Some(NetEvent::Message { .. }) => {
-                Shared::add(&self.shared.counters.received, 1);
+            Some(NetEvent::SubscribeSent(pkid)) => {
+                if let Some(filter) = self.subscribing.pop_front() {
+                    self.awaiting_suback.push((pkid, filter));
+                }
             }
+            Some(NetEvent::SubAck { pkid, granted }) => {
+                if let Some(i) = self.awaiting_suback.iter().position(|(p, _)| *p == pkid) {
+                    let (_, filter) = self.awaiting_suback.swap_remove(i);
+                    if !granted {
+                        warn!("The MQTT broker refused the subscription to {filter:?} (not authorised by its ACL?)");
+                    }
+                }
+            }
+            Some(NetEvent::Message(m)) => self.received(m),
+        }
+    }
+
+    fn received(&mut self, m: Incoming) {
+        Shared::add(&self.shared.counters.received, 1);
+        match self.dispatch.try_send(m) {
+            Ok(()) => self.dispatch_overflow_logged = false,
+            Err(std_mpsc::TrySendError::Full(m)) => {
+                Shared::add(&self.shared.counters.dispatch_dropped, 1);
+                if !std::mem::replace(&mut self.dispatch_overflow_logged, true) {
+                    warn!(
+                        "Subscription callbacks are not keeping up ({DISPATCH_CAPACITY} messages waiting): dropping received messages, starting with one on {:?}",
+                        m.topic
+                    );
+                }
+            }
+            Err(std_mpsc::TrySendError::Disconnected(_)) => {}
         }
     }
 
@@ -314,8 +392,18 @@ impl Runner {
         }
         self.shared
             .set(State::Connected, Some(conn.address()), None);
-        if let Some(st) = &conn.status {
-            let hello = status_message(st, "connected");
+        let hello = conn
+            .status
+            .as_ref()
+            .map(|st| status_message(st, "connected"));
+        // Subscriptions first: the broker handles packets in order, so a callback watching the
+        // status topic sees the `connected` that follows.
+        self.subscribing.clear();
+        self.awaiting_suback.clear();
+        for (filter, qos) in self.filters.clone() {
+            self.subscribe(&filter, qos);
+        }
+        if let Some(hello) = hello {
             self.queue.requeue_front(std::iter::once(hello));
         }
         self.pump();

@@ -5,11 +5,13 @@
 mod logging;
 mod config;
 mod connection;
+mod dispatch;
 mod error;
 mod events;
 mod message;
 mod payload;
 mod queue;
+mod registry;
 mod session;
 mod status;
 mod temperature;
@@ -21,10 +23,11 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use pyo3::exceptions::{PyRuntimeError, PyTypeError, PyValueError};
 use pyo3::prelude::*;
-use pyo3::types::{PyBytes, PyDict};
+use pyo3::types::{PyBool, PyByteArray, PyBytes, PyDict, PyFloat, PyInt, PyString, PyTuple};
 
 use crate::config::{PublishConfig, Settings};
-use crate::connection::{Command, Handle};
+use crate::connection::{Command, Handle, DISPATCH_CAPACITY};
+use crate::dispatch::{Handler, SharedRegistry};
 use crate::error::Error;
 use crate::message::{Message, Qos};
 
@@ -58,9 +61,14 @@ struct Core {
     /// Used while `client.client_id` is unset; the same for the core's whole life.
     client_id: String,
     temperatures: Mutex<temperature::Tracker>,
+    registry: SharedRegistry,
 }
 
 impl Core {
+    fn registry(&self) -> std::sync::MutexGuard<'_, registry::Registry<Handler>> {
+        self.registry.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
     fn publishing(&self) -> Arc<PublishConfig> {
         self.publishing
             .read()
@@ -104,9 +112,15 @@ impl Core {
     #[new]
     fn new() -> PyResult<Self> {
         let defaults = Settings::default();
-        let handle = Handle::spawn(defaults.publish.offline_queue_size)
-            .map_err(|e| PyRuntimeError::new_err(format!("cannot start the MQTT thread: {e}")))?;
+        let thread_error =
+            |e| PyRuntimeError::new_err(format!("cannot start the MQTT threads: {e}"));
+        let (dispatch_tx, dispatch_rx) = std::sync::mpsc::sync_channel(DISPATCH_CAPACITY);
+        let registry = SharedRegistry::default();
+        dispatch::spawn(dispatch_rx, registry.clone()).map_err(thread_error)?;
+        let handle = Handle::spawn(defaults.publish.offline_queue_size, dispatch_tx)
+            .map_err(thread_error)?;
         Ok(Core {
+            registry,
             handle,
             publishing: RwLock::new(Arc::new(defaults.publishing())),
             client_id: config::generate_client_id(),
@@ -262,26 +276,115 @@ impl Core {
         Ok(published)
     }
 
-    /// Publishes bytes as they are. `retain=None` follows `broker.retain`.
-    #[pyo3(signature = (topic, payload, qos=0, retain=None, queue=false))]
+    /// `mqtt_publish`: a `str` goes out as UTF-8, anything else as JSON, unless `raw_data`, where
+    /// bytes go out as they are, numbers as their text and None as an empty payload.
+    /// `retained=None` follows `broker.retain`. Returns whether the message was accepted (sent,
+    /// or queued because `allow_queueing`); False when offline without queueing.
+    #[pyo3(signature = (topic, payload, retained=None, qos=0, allow_queueing=false, raw_data=false))]
     fn publish(
         &self,
         topic: &str,
-        payload: &[u8],
+        payload: &Bound<'_, PyAny>,
+        retained: Option<bool>,
         qos: i64,
-        retain: Option<bool>,
-        queue: bool,
+        allow_queueing: bool,
+        raw_data: bool,
     ) -> PyResult<bool> {
         topic::validate_topic(topic)?;
         let qos = Qos::try_from(qos)?;
-        let retain = retain.unwrap_or_else(|| self.publishing().retain);
+        let payload = helper_payload(payload, raw_data)?;
+        let retain = retained.unwrap_or_else(|| self.publishing().retain);
         self.send(Message {
             topic: topic.to_owned(),
-            payload: payload.to_vec(),
+            payload,
             qos,
             retain,
-            queue_offline: queue,
+            queue_offline: allow_queueing,
         })
+    }
+
+    /// `mqtt_subscribe`: `callback(topic, payload: bytes, *args, retained=, qos=, **kwargs)` for
+    /// every message matching `topic` (a filter: `+` and `#` allowed). The same filter and an
+    /// equal callback registered again is ignored.
+    #[pyo3(signature = (topic, callback, args=None, kwargs=None, qos=0))]
+    fn subscribe(
+        &self,
+        py: Python<'_>,
+        topic: &str,
+        callback: &Bound<'_, PyAny>,
+        args: Option<&Bound<'_, PyAny>>,
+        kwargs: Option<&Bound<'_, PyDict>>,
+        qos: i64,
+    ) -> PyResult<()> {
+        topic::validate_filter(topic)?;
+        let qos = Qos::try_from(qos)?;
+        if !callback.is_callable() {
+            return Err(PyTypeError::new_err("callback must be callable"));
+        }
+        let args = match args {
+            None => PyTuple::empty(py),
+            Some(a) => a
+                .try_iter()
+                .and_then(|it| it.collect::<PyResult<Vec<_>>>())
+                .and_then(|items| PyTuple::new(py, items))
+                .map_err(|_| PyTypeError::new_err("args must be a tuple or list"))?,
+        };
+        // Compare outside the lock: `==` may run Python code.
+        let same_filter: Vec<Py<PyAny>> = self
+            .registry()
+            .entries()
+            .filter(|e| e.filter == topic)
+            .map(|e| e.handler.callback.clone_ref(py))
+            .collect();
+        for existing in same_filter {
+            if existing.bind(py).eq(callback)? {
+                return Ok(());
+            }
+        }
+        let handler = Handler {
+            callback: callback.clone().unbind(),
+            args: args.unbind(),
+            kwargs: kwargs.map(|k| k.copy()).transpose()?.map(Bound::unbind),
+        };
+        let change = self.registry().add(topic, qos, handler);
+        if let Some(registry::BrokerChange::Subscribe(filter, qos)) = change {
+            self.handle.send(Command::Subscribe { filter, qos })?;
+        }
+        Ok(())
+    }
+
+    /// `mqtt_unsubscribe`: removes the subscriptions whose callback `==` this one (and whose
+    /// filter is `topic`, when given); unsubscribes at the broker the filters nobody uses any
+    /// more. Anything that is not a registered callback is ignored.
+    #[pyo3(signature = (callback, topic=None))]
+    fn unsubscribe(
+        &self,
+        py: Python<'_>,
+        callback: &Bound<'_, PyAny>,
+        topic: Option<&str>,
+    ) -> PyResult<()> {
+        let candidates: Vec<(u64, Py<PyAny>)> = self
+            .registry()
+            .entries()
+            .filter(|e| topic.is_none_or(|t| e.filter == t))
+            .map(|e| (e.id, e.handler.callback.clone_ref(py)))
+            .collect();
+        let mut ids = Vec::new();
+        for (id, existing) in candidates {
+            if existing.bind(py).eq(callback).unwrap_or(false) {
+                ids.push(id);
+            }
+        }
+        if ids.is_empty() {
+            return Ok(());
+        }
+        let changes = self.registry().remove(&ids);
+        for change in changes {
+            if let registry::BrokerChange::Unsubscribe(filter) = change {
+                self.handle.send(Command::Unsubscribe { filter })?;
+            }
+        }
+        Ok(())
     }
 
     /// Disconnects cleanly (status `disconnected`, then DISCONNECT) and stops the thread.
@@ -319,12 +422,46 @@ impl Core {
             ("dropped", &c.dropped),
             ("refused", &c.refused),
             ("received", &c.received),
+            ("dispatch_dropped", &c.dispatch_dropped),
             ("reconnects", &c.reconnects),
             ("queue_depth", &c.queue_depth),
         ] {
             d.set_item(name, v.load(Relaxed))?;
         }
         Ok(d)
+    }
+}
+
+/// The bytes `mqtt_publish` sends for a payload (compat.md section 4).
+fn helper_payload(payload: &Bound<'_, PyAny>, raw_data: bool) -> PyResult<Vec<u8>> {
+    if let Ok(s) = payload.cast::<PyString>() {
+        return Ok(s.to_string_lossy().as_bytes().to_vec());
+    }
+    let is_bytes = payload.is_instance_of::<PyBytes>() || payload.is_instance_of::<PyByteArray>();
+    if !raw_data {
+        if is_bytes {
+            return Err(PyTypeError::new_err(
+                "bytes payloads are sent with raw_data=True; without it the payload is JSON-encoded",
+            ));
+        }
+        return Ok(payload::encode_value(payload));
+    }
+    if payload.is_none() {
+        Ok(Vec::new())
+    } else if let Ok(b) = payload.cast::<PyBytes>() {
+        Ok(b.as_bytes().to_vec())
+    } else if let Ok(b) = payload.cast::<PyByteArray>() {
+        Ok(b.to_vec())
+    } else if payload.is_instance_of::<PyInt>()
+        || payload.is_instance_of::<PyFloat>()
+        || payload.is_instance_of::<PyBool>()
+    {
+        Ok(payload.str()?.to_string_lossy().as_bytes().to_vec())
+    } else {
+        Err(PyTypeError::new_err(format!(
+            "raw_data payloads must be bytes, bytearray, str, int, float or None, not {}",
+            payload.get_type().name()?
+        )))
     }
 }
 
@@ -360,6 +497,12 @@ fn lookup<'py>(metadata: &Bound<'py, PyAny>, key: &str) -> PyResult<Option<Bound
     Ok(Some(current))
 }
 
+/// Raises ValueError when `topic` cannot be published to.
+#[pyfunction]
+fn validate_topic(topic: &str) -> PyResult<()> {
+    Ok(topic::validate_topic(topic)?)
+}
+
 /// Any Python value as the JSON text the plugin publishes.
 #[pyfunction]
 fn encode_json<'py>(py: Python<'py>, value: &Bound<'py, PyAny>) -> Bound<'py, PyBytes> {
@@ -393,6 +536,7 @@ fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<Core>()?;
     m.add_function(wrap_pyfunction!(encode_json, m)?)?;
     m.add_function(wrap_pyfunction!(encode_event, m)?)?;
+    m.add_function(wrap_pyfunction!(validate_topic, m)?)?;
     m.add("__version__", env!("CARGO_PKG_VERSION"))?;
     Ok(())
 }

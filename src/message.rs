@@ -32,3 +32,12 @@ pub struct Message {
     /// Keep it in the offline queue while disconnected, instead of refusing it.
     pub queue_offline: bool,
 }
+
+/// A message the broker delivered to one of our subscriptions.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Incoming {
+    pub topic: String,
+    pub payload: Vec<u8>,
+    pub qos: u8,
+    pub retain: bool,
+}

@@ -12,7 +12,7 @@ use tokio::task::JoinHandle;
 
 use crate::config::{ConnectionConfig, Protocol};
 use crate::error::Result;
-use crate::message::{Message, Qos};
+use crate::message::{Incoming, Message, Qos};
 use crate::tls;
 
 /// Large enough for camera snapshots; rumqttc's default (10 KiB) refuses ordinary payloads.
@@ -39,14 +39,14 @@ pub enum NetEvent {
     Acked(u16),
     /// DISCONNECT went out: the task has ended.
     DisconnectSent,
-    // Read by the subscription registry (next step); received messages are counted meanwhile.
-    #[allow(dead_code)]
-    Message {
-        topic: String,
-        payload: Vec<u8>,
-        qos: u8,
-        retain: bool,
+    /// A SUBSCRIBE went out with this packet id.
+    SubscribeSent(u16),
+    /// The broker's answer to a SUBSCRIBE: false when it refused the filter.
+    SubAck {
+        pkid: u16,
+        granted: bool,
     },
+    Message(Incoming),
 }
 
 pub enum Client {
@@ -83,7 +83,6 @@ impl Client {
         }
     }
 
-    #[allow(dead_code)] // used by the subscription registry
     pub fn try_subscribe(&self, filter: &str, qos: Qos) -> bool {
         match self {
             Client::V4(c) => c.try_subscribe(filter, qos4(qos)).is_ok(),
@@ -91,7 +90,6 @@ impl Client {
         }
     }
 
-    #[allow(dead_code)] // used by the subscription registry
     pub fn try_unsubscribe(&self, filter: &str) -> bool {
         match self {
             Client::V4(c) => c.try_unsubscribe(filter).is_ok(),
@@ -218,15 +216,23 @@ async fn run_v4(mut el: rumqttc::EventLoop, tx: mpsc::Sender<NetEvent>, address:
                 backoff.reset();
                 NetEvent::Connected
             }
-            Ok(Event::Incoming(Packet::Publish(p))) => NetEvent::Message {
+            Ok(Event::Incoming(Packet::Publish(p))) => NetEvent::Message(Incoming {
                 topic: p.topic,
                 payload: p.payload.to_vec(),
                 qos: p.qos as u8,
                 retain: p.retain,
-            },
+            }),
             Ok(Event::Incoming(Packet::PubAck(a))) => NetEvent::Acked(a.pkid),
             Ok(Event::Incoming(Packet::PubComp(a))) => NetEvent::Acked(a.pkid),
+            Ok(Event::Incoming(Packet::SubAck(a))) => NetEvent::SubAck {
+                pkid: a.pkid,
+                granted: a
+                    .return_codes
+                    .iter()
+                    .all(|c| !matches!(c, rumqttc::SubscribeReasonCode::Failure)),
+            },
             Ok(Event::Outgoing(Outgoing::Publish(pkid))) => NetEvent::Written(pkid),
+            Ok(Event::Outgoing(Outgoing::Subscribe(pkid))) => NetEvent::SubscribeSent(pkid),
             Ok(Event::Outgoing(Outgoing::Disconnect)) => {
                 let _ = tx.send(NetEvent::DisconnectSent).await;
                 return;
@@ -265,15 +271,25 @@ async fn run_v5(mut el: v5::EventLoop, tx: mpsc::Sender<NetEvent>, address: Stri
                 backoff.reset();
                 NetEvent::Connected
             }
-            Ok(Event::Incoming(Packet::Publish(p))) => NetEvent::Message {
+            Ok(Event::Incoming(Packet::Publish(p))) => NetEvent::Message(Incoming {
                 topic: String::from_utf8_lossy(&p.topic).into_owned(),
                 payload: p.payload.to_vec(),
                 qos: p.qos as u8,
                 retain: p.retain,
-            },
+            }),
             Ok(Event::Incoming(Packet::PubAck(a))) => NetEvent::Acked(a.pkid),
             Ok(Event::Incoming(Packet::PubComp(a))) => NetEvent::Acked(a.pkid),
+            Ok(Event::Incoming(Packet::SubAck(a))) => NetEvent::SubAck {
+                pkid: a.pkid,
+                granted: a
+                    .return_codes
+                    .iter()
+                    .all(|c| matches!(c, v5::mqttbytes::v5::SubscribeReasonCode::Success(_))),
+            },
             Ok(Event::Outgoing(rumqttc::Outgoing::Publish(pkid))) => NetEvent::Written(pkid),
+            Ok(Event::Outgoing(rumqttc::Outgoing::Subscribe(pkid))) => {
+                NetEvent::SubscribeSent(pkid)
+            }
             Ok(Event::Outgoing(rumqttc::Outgoing::Disconnect)) => {
                 let _ = tx.send(NetEvent::DisconnectSent).await;
                 return;

@@ -49,6 +49,8 @@ pub struct Counters {
     /// Refused while offline because the sender did not allow queueing.
     pub refused: AtomicU64,
     pub received: AtomicU64,
+    /// Received, but dropped because the callbacks' queue was full.
+    pub dispatch_dropped: AtomicU64,
     pub reconnects: AtomicU64,
     pub queue_depth: AtomicU64,
 }

@@ -38,7 +38,6 @@ pub fn validate_topic(topic: &str) -> Result<()> {
     Ok(())
 }
 
-#[allow(dead_code)] // used by the subscription registry
 /// A subscription filter: `+` fills a whole level, `#` only as the whole last level.
 pub fn validate_filter(filter: &str) -> Result<()> {
     check_common(filter)?;
@@ -60,7 +59,6 @@ pub fn validate_filter(filter: &str) -> Result<()> {
     Ok(())
 }
 
-#[allow(dead_code)] // used by the subscription registry
 /// Whether `topic` matches a filter already validated by [`validate_filter`].
 pub fn matches(filter: &str, topic: &str) -> bool {
     // Topics starting with '$' (broker statistics) are not matched by a leading wildcard.

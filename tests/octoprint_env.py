@@ -87,12 +87,15 @@ class OctoPrintInstance:
         extra_config: dict | None = None,
         log_levels: dict[str, str] | None = None,
         classic_config: bool = False,
+        write_mqtt_section: bool = True,
     ) -> None:
         self.basedir = Path(basedir)
         self.port = port
         self.url = f"http://127.0.0.1:{port}"
         self.mqtt_settings = mqtt_settings
         self.classic_config = classic_config
+        # False: config.yaml gets no plugins.mqtt section at all (a fresh install).
+        self.write_mqtt_section = write_mqtt_section
         self.extra_config = extra_config or {}
         # e.g. {"octoprint.plugins.mqtt": "DEBUG"}, written to logging.yaml
         self.log_levels = log_levels or {}
@@ -123,10 +126,11 @@ class OctoPrintInstance:
         config = deep_merge(config or {}, base_config())
         # Settings of this plugin carry its settings version; without one they look like the
         # classic plugin's and get migrated (classic=True writes them that way on purpose).
-        mqtt = dict(self.mqtt_settings)
-        if not self.classic_config:
-            mqtt.setdefault("_config_version", 1)
-        config = deep_merge(config, {"plugins": {"mqtt": mqtt}})
+        if self.write_mqtt_section:
+            mqtt = dict(self.mqtt_settings)
+            if not self.classic_config:
+                mqtt.setdefault("_config_version", 1)
+            config = deep_merge(config, {"plugins": {"mqtt": mqtt}})
         config = deep_merge(config, self.extra_config)
         config_path.write_text(yaml.safe_dump(config))
 
@@ -135,6 +139,25 @@ class OctoPrintInstance:
             loggers = {name: {"level": level} for name, level in self.log_levels.items()}
             (self.basedir / "logging.yaml").write_text(yaml.safe_dump({"loggers": loggers}))
         self._prepared = True
+
+    def add_user(self, name: str, password: str, admin: bool = False) -> str:
+        """Create another user with an API key of its own and return the key.
+
+        Call it before start(): the server reads users.yaml only at startup.
+        """
+        if not self._prepared:
+            self.prepare()
+        self._run_cli("user", "add", "--password", password, *(["--admin"] if admin else []), name)
+        api_key = secrets.token_hex(16)
+        users_path = self.basedir / "users.yaml"
+        users = yaml.safe_load(users_path.read_text())
+        users[name]["apikey"] = api_key
+        users_path.write_text(yaml.safe_dump(users))
+        return api_key
+
+    def read_config(self) -> dict:
+        """config.yaml as OctoPrint last wrote it."""
+        return yaml.safe_load((self.basedir / "config.yaml").read_text()) or {}
 
     def _run_cli(self, *args: str) -> str:
         cmd = [str(self.executable), "--basedir", str(self.basedir), *args]
@@ -255,6 +278,24 @@ class OctoPrintInstance:
         response = self._http.post(f"{self.url}{path}", json=payload, timeout=10)
         response.raise_for_status()
         return response
+
+    def get_as(self, api_key: str, path: str) -> dict:
+        """GET as the user owning `api_key` (see add_user)."""
+        response = requests.get(f"{self.url}{path}", headers={"X-Api-Key": api_key}, timeout=10)
+        response.raise_for_status()
+        return response.json()
+
+    def send_gcode(self, *commands: str) -> None:
+        """Send G-code to the connected printer (POST /api/printer/command)."""
+        self.post("/api/printer/command", {"commands": list(commands)})
+
+    def file_info(self, path: str) -> dict:
+        """GET /api/files/local/<path>: the file's information, with `gcodeAnalysis`."""
+        return self.get(f"/api/files/local/{path}")
+
+    def print_file(self, path: str) -> None:
+        """Select an uploaded local file and start printing it."""
+        self.post(f"/api/files/local/{path}", {"command": "select", "print": True})
 
     def settings(self) -> dict:
         return self.get("/api/settings")

@@ -154,7 +154,7 @@ def test_retain_rule(core_factory, session_broker, subscriber_factory):
 def test_large_payload_is_not_refused(core_factory, session_broker, subscriber_factory):
     core, sub, base = connected_core(core_factory, session_broker, subscriber_factory)
     blob = bytes(range(256)) * 4096  # 1 MiB: far beyond rumqttc's 10 KiB default limit
-    assert core.publish(f"{base}blob", blob, 0, False)
+    assert core.publish(f"{base}blob", blob, False, 0, False, True)
     assert sub.wait_for(f"{base}blob").payload == blob
 
 

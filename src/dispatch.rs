@@ -1,0 +1,113 @@
+//! The thread that runs subscription callbacks. Received messages arrive through a bounded
+//! channel from the core's thread, so a slow callback delays only other callbacks, never the
+//! connection (keepalive, publishing).
+
+use std::sync::mpsc::Receiver;
+use std::sync::{Arc, Mutex};
+use std::thread::JoinHandle;
+
+use pyo3::prelude::*;
+use pyo3::types::{PyBytes, PyDict, PyString, PyTuple};
+
+use crate::message::Incoming;
+use crate::registry::Registry;
+
+/// What `mqtt_subscribe` registered besides the filter.
+pub struct Handler {
+    pub callback: Py<PyAny>,
+    pub args: Py<PyTuple>,
+    /// Copied at registration and never handed out: callbacks get a fresh dict per call.
+    pub kwargs: Option<Py<PyDict>>,
+}
+
+impl Handler {
+    fn clone_ref(&self, py: Python<'_>) -> Handler {
+        Handler {
+            callback: self.callback.clone_ref(py),
+            args: self.args.clone_ref(py),
+            kwargs: self.kwargs.as_ref().map(|k| k.clone_ref(py)),
+        }
+    }
+}
+
+pub type SharedRegistry = Arc<Mutex<Registry<Handler>>>;
+
+pub fn spawn(
+    messages: Receiver<Incoming>,
+    registry: SharedRegistry,
+) -> std::io::Result<JoinHandle<()>> {
+    std::thread::Builder::new()
+        .name("mqtt-callbacks".into())
+        .spawn(move || {
+            // Ends when the core's thread drops its sender (at stop).
+            while let Ok(m) = messages.recv() {
+                Python::attach(|py| deliver(py, &registry, &m));
+            }
+        })
+}
+
+fn deliver(py: Python<'_>, registry: &SharedRegistry, m: &Incoming) {
+    // Copy the targets out first: callbacks may subscribe or unsubscribe, and no Python code
+    // may run while the registry's lock is held (another thread holding the GIL may wait on it).
+    let targets: Vec<Handler> = {
+        let reg = registry.lock().unwrap_or_else(|p| p.into_inner());
+        reg.matching(&m.topic)
+            .map(|e| e.handler.clone_ref(py))
+            .collect()
+    };
+    if targets.is_empty() {
+        return;
+    }
+    let topic = PyString::new(py, &m.topic);
+    let payload = PyBytes::new(py, &m.payload);
+    for handler in targets {
+        if let Err(err) = call(py, &handler, &topic, &payload, m) {
+            log_failure(py, &handler.callback, &m.topic, err);
+        }
+    }
+}
+
+/// `callback(topic, payload, *args, retained=..., qos=..., **kwargs)`
+fn call(
+    py: Python<'_>,
+    handler: &Handler,
+    topic: &Bound<'_, PyString>,
+    payload: &Bound<'_, PyBytes>,
+    m: &Incoming,
+) -> PyResult<()> {
+    let mut positional = vec![topic.clone().into_any(), payload.clone().into_any()];
+    positional.extend(handler.args.bind(py).iter());
+    let positional = PyTuple::new(py, positional)?;
+    let named = PyDict::new(py);
+    named.set_item("retained", m.retain)?;
+    named.set_item("qos", m.qos)?;
+    if let Some(kwargs) = &handler.kwargs {
+        named.update(kwargs.bind(py).as_mapping())?;
+    }
+    handler.callback.bind(py).call(positional, Some(&named))?;
+    Ok(())
+}
+
+/// Through Python's logging with the traceback, under the plugin's logger.
+fn log_failure(py: Python<'_>, callback: &Py<PyAny>, topic: &str, err: PyErr) {
+    let logged = (|| -> PyResult<()> {
+        let logger = py
+            .import("logging")?
+            .call_method1("getLogger", (crate::logging::TARGET,))?;
+        let kwargs = PyDict::new(py);
+        kwargs.set_item("exc_info", err.value(py))?;
+        logger.call_method(
+            "error",
+            (
+                "A subscription callback %r raised an exception for a message on %r; the other callbacks still run",
+                callback.bind(py),
+                topic,
+            ),
+            Some(&kwargs),
+        )?;
+        Ok(())
+    })();
+    if logged.is_err() {
+        err.print(py);
+    }
+}

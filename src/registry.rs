@@ -1,0 +1,143 @@
+//! The subscriptions other plugins register: which callbacks a topic reaches, and which
+//! filters the broker must know about. Generic over the handler, so the bookkeeping is tested
+//! without Python; comparing callbacks (Python `==`) is the caller's job, done outside any
+//! lock because `__eq__` may run arbitrary Python code.
+
+use crate::message::Qos;
+use crate::topic;
+
+#[derive(Debug)]
+pub struct Entry<H> {
+    pub id: u64,
+    pub filter: String,
+    pub qos: Qos,
+    pub handler: H,
+}
+
+/// What the broker must be told after a change.
+#[derive(Debug, PartialEq, Eq)]
+pub enum BrokerChange {
+    Subscribe(String, Qos),
+    Unsubscribe(String),
+}
+
+#[derive(Debug)]
+pub struct Registry<H> {
+    next_id: u64,
+    entries: Vec<Entry<H>>,
+}
+
+impl<H> Default for Registry<H> {
+    fn default() -> Self {
+        Registry {
+            next_id: 1,
+            entries: Vec::new(),
+        }
+    }
+}
+
+impl<H> Registry<H> {
+    /// The highest QoS any subscription asks for on `filter`, if any uses it.
+    fn filter_qos(&self, filter: &str) -> Option<Qos> {
+        self.entries
+            .iter()
+            .filter(|e| e.filter == filter)
+            .map(|e| e.qos)
+            .max()
+    }
+
+    /// Adds a subscription; says whether the broker needs a (new or upgraded) SUBSCRIBE.
+    pub fn add(&mut self, filter: &str, qos: Qos, handler: H) -> Option<BrokerChange> {
+        let before = self.filter_qos(filter);
+        self.entries.push(Entry {
+            id: self.next_id,
+            filter: filter.to_owned(),
+            qos,
+            handler,
+        });
+        self.next_id += 1;
+        match before {
+            Some(q) if q >= qos => None,
+            _ => Some(BrokerChange::Subscribe(filter.to_owned(), qos)),
+        }
+    }
+
+    /// Removes subscriptions by id; returns the filters nobody uses any more.
+    pub fn remove(&mut self, ids: &[u64]) -> Vec<BrokerChange> {
+        let mut gone: Vec<String> = Vec::new();
+        self.entries.retain(|e| {
+            let remove = ids.contains(&e.id);
+            if remove && !gone.contains(&e.filter) {
+                gone.push(e.filter.clone());
+            }
+            !remove
+        });
+        gone.into_iter()
+            .filter(|f| self.filter_qos(f).is_none())
+            .map(BrokerChange::Unsubscribe)
+            .collect()
+    }
+
+    pub fn entries(&self) -> impl Iterator<Item = &Entry<H>> {
+        self.entries.iter()
+    }
+
+    /// Subscriptions whose filter matches `topic`, in registration order.
+    pub fn matching<'a>(&'a self, topic: &'a str) -> impl Iterator<Item = &'a Entry<H>> + 'a {
+        self.entries
+            .iter()
+            .filter(move |e| topic::matches(&e.filter, topic))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use BrokerChange::*;
+
+    #[test]
+    fn broker_subscribes_once_per_filter_and_upgrades_qos() {
+        let mut r = Registry::default();
+        assert_eq!(
+            r.add("a/#", Qos::AtMostOnce, 'x'),
+            Some(Subscribe("a/#".into(), Qos::AtMostOnce))
+        );
+        assert_eq!(r.add("a/#", Qos::AtMostOnce, 'y'), None);
+        assert_eq!(
+            r.add("a/#", Qos::AtLeastOnce, 'z'),
+            Some(Subscribe("a/#".into(), Qos::AtLeastOnce))
+        );
+        assert_eq!(r.add("a/#", Qos::AtMostOnce, 'w'), None);
+        assert_eq!(r.filter_qos("a/#"), Some(Qos::AtLeastOnce));
+    }
+
+    #[test]
+    fn broker_unsubscribes_only_filters_nobody_uses() {
+        let mut r = Registry::default();
+        r.add("a", Qos::AtMostOnce, 1);
+        r.add("a", Qos::AtMostOnce, 2);
+        r.add("b", Qos::AtMostOnce, 1);
+        let ids: Vec<u64> = r
+            .entries()
+            .filter(|e| e.handler == 1)
+            .map(|e| e.id)
+            .collect();
+        assert_eq!(r.remove(&ids), vec![Unsubscribe("b".into())]);
+        let rest: Vec<u64> = r.entries().map(|e| e.id).collect();
+        assert_eq!(r.remove(&rest), vec![Unsubscribe("a".into())]);
+        assert_eq!(r.filter_qos("a"), None);
+        assert_eq!(r.remove(&[99]), vec![]);
+    }
+
+    #[test]
+    fn matching_in_registration_order() {
+        let mut r = Registry::default();
+        r.add("a/+", Qos::AtMostOnce, "plus");
+        r.add("b", Qos::AtMostOnce, "other");
+        r.add("#", Qos::AtMostOnce, "all");
+        let hit: Vec<_> = r.matching("a/x").map(|e| e.handler).collect();
+        assert_eq!(hit, ["plus", "all"]);
+        let sys: Vec<_> = r.matching("$SYS/uptime").map(|e| e.handler).collect();
+        assert!(sys.is_empty(), "leading wildcards do not match $ topics");
+    }
+}

@@ -95,7 +95,8 @@ fn log_failure(py: Python<'_>, callback: &Py<PyAny>, topic: &str, err: PyErr) {
             .import("logging")?
             .call_method1("getLogger", (crate::logging::TARGET,))?;
         let kwargs = PyDict::new(py);
-        kwargs.set_item("exc_info", err.value(py))?;
+        // into_value() keeps the traceback attached to the exception.
+        kwargs.set_item("exc_info", err.clone_ref(py).into_value(py))?;
         logger.call_method(
             "error",
             (

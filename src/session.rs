@@ -9,6 +9,7 @@ use std::time::Duration;
 use rumqttc::v5;
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
+use tokio::time::Instant;
 
 use crate::config::{ConnectionConfig, Protocol};
 use crate::error::Result;
@@ -154,7 +155,8 @@ pub fn start(cfg: &ConnectionConfig) -> Result<Session> {
             }
             let (client, mut el) = rumqttc::AsyncClient::new(o, REQUEST_CAPACITY);
             el.set_network_options(net);
-            (Client::V4(client), tokio::spawn(run_v4(el, tx, address)))
+            let link = V4(el, address);
+            (Client::V4(client), tokio::spawn(drive(link, tx, keepalive)))
         }
         Protocol::V5 => {
             let mut o = v5::MqttOptions::new(&cfg.client_id, &cfg.host, cfg.port);
@@ -181,7 +183,8 @@ pub fn start(cfg: &ConnectionConfig) -> Result<Session> {
                 ));
             }
             let (client, el) = v5::AsyncClient::new(o, REQUEST_CAPACITY);
-            (Client::V5(client), tokio::spawn(run_v5(el, tx, address)))
+            let link = V5(el, address);
+            (Client::V5(client), tokio::spawn(drive(link, tx, keepalive)))
         }
     };
     Ok(Session {
@@ -207,117 +210,211 @@ impl Backoff {
     }
 }
 
-async fn run_v4(mut el: rumqttc::EventLoop, tx: mpsc::Sender<NetEvent>, address: String) {
-    use rumqttc::{Event, Outgoing, Packet};
-    let mut backoff = Backoff::new();
-    loop {
-        let ev = match el.poll().await {
-            Ok(Event::Incoming(Packet::ConnAck(_))) => {
-                backoff.reset();
-                NetEvent::Connected
-            }
-            Ok(Event::Incoming(Packet::Publish(p))) => NetEvent::Message(Incoming {
+/// One step of a rumqttc event loop, translated.
+struct Step {
+    /// What the core needs to know, if anything.
+    event: Option<NetEvent>,
+    /// Whether a packet came in from the broker (it is alive).
+    heard: bool,
+}
+
+/// rumqttc's two event loops (MQTT 3.1.1 and 5) behind one face, so one driver runs both.
+trait Link {
+    /// Polls once; the error is the failure, already in words.
+    async fn step(&mut self) -> Result<Step, String>;
+    /// Forgets the connection and everything rumqttc would replay on its own: the core
+    /// re-sends what was not acknowledged itself.
+    fn reset(&mut self);
+}
+
+struct V4(rumqttc::EventLoop, String);
+struct V5(v5::EventLoop, String);
+
+impl Link for V4 {
+    async fn step(&mut self) -> Result<Step, String> {
+        use rumqttc::{Event, Outgoing, Packet};
+        let ev = self.0.poll().await.map_err(|e| describe_v4(&e, &self.1))?;
+        let heard = matches!(ev, Event::Incoming(_));
+        let event = match ev {
+            Event::Incoming(Packet::ConnAck(_)) => Some(NetEvent::Connected),
+            Event::Incoming(Packet::Publish(p)) => Some(NetEvent::Message(Incoming {
                 topic: p.topic,
                 payload: p.payload.to_vec(),
                 qos: p.qos as u8,
                 retain: p.retain,
-            }),
-            Ok(Event::Incoming(Packet::PubAck(a))) => NetEvent::Acked(a.pkid),
-            Ok(Event::Incoming(Packet::PubComp(a))) => NetEvent::Acked(a.pkid),
-            Ok(Event::Incoming(Packet::SubAck(a))) => NetEvent::SubAck {
+            })),
+            Event::Incoming(Packet::PubAck(a)) => Some(NetEvent::Acked(a.pkid)),
+            Event::Incoming(Packet::PubComp(a)) => Some(NetEvent::Acked(a.pkid)),
+            Event::Incoming(Packet::SubAck(a)) => Some(NetEvent::SubAck {
                 pkid: a.pkid,
                 granted: a
                     .return_codes
                     .iter()
                     .all(|c| !matches!(c, rumqttc::SubscribeReasonCode::Failure)),
-            },
-            Ok(Event::Outgoing(Outgoing::Publish(pkid))) => NetEvent::Written(pkid),
-            Ok(Event::Outgoing(Outgoing::Subscribe(pkid))) => NetEvent::SubscribeSent(pkid),
-            Ok(Event::Outgoing(Outgoing::Disconnect)) => {
-                let _ = tx.send(NetEvent::DisconnectSent).await;
-                return;
-            }
-            Ok(_) => continue,
-            Err(e) => {
-                let retry_in = backoff.next();
-                let down = NetEvent::Down {
-                    reason: describe_v4(&e, &address),
-                    retry_in,
-                };
-                if tx.send(down).await.is_err() {
-                    return;
-                }
-                tokio::time::sleep(retry_in).await;
-                // The core re-sends what was unacknowledged itself; rumqttc must not replay it
-                // too (it would, with a persistent session).
-                el.clean();
-                el.pending.clear();
-                continue;
-            }
+            }),
+            Event::Outgoing(Outgoing::Publish(pkid)) => Some(NetEvent::Written(pkid)),
+            Event::Outgoing(Outgoing::Subscribe(pkid)) => Some(NetEvent::SubscribeSent(pkid)),
+            Event::Outgoing(Outgoing::Disconnect) => Some(NetEvent::DisconnectSent),
+            _ => None,
         };
-        if tx.send(ev).await.is_err() {
-            return;
-        }
+        Ok(Step { event, heard })
+    }
+
+    fn reset(&mut self) {
+        self.0.clean();
+        self.0.pending.clear();
     }
 }
 
-async fn run_v5(mut el: v5::EventLoop, tx: mpsc::Sender<NetEvent>, address: String) {
-    use v5::mqttbytes::v5::Packet;
-    use v5::Event;
-    let mut backoff = Backoff::new();
-    loop {
-        let ev = match el.poll().await {
-            Ok(Event::Incoming(Packet::ConnAck(_))) => {
-                backoff.reset();
-                NetEvent::Connected
-            }
-            Ok(Event::Incoming(Packet::Publish(p))) => NetEvent::Message(Incoming {
+impl Link for V5 {
+    async fn step(&mut self) -> Result<Step, String> {
+        use rumqttc::Outgoing;
+        use v5::mqttbytes::v5::{Packet, SubscribeReasonCode};
+        use v5::Event;
+        let ev = self.0.poll().await.map_err(|e| describe_v5(&e, &self.1))?;
+        let heard = matches!(ev, Event::Incoming(_));
+        let event = match ev {
+            Event::Incoming(Packet::ConnAck(_)) => Some(NetEvent::Connected),
+            Event::Incoming(Packet::Publish(p)) => Some(NetEvent::Message(Incoming {
                 topic: String::from_utf8_lossy(&p.topic).into_owned(),
                 payload: p.payload.to_vec(),
                 qos: p.qos as u8,
                 retain: p.retain,
-            }),
-            Ok(Event::Incoming(Packet::PubAck(a))) => NetEvent::Acked(a.pkid),
-            Ok(Event::Incoming(Packet::PubComp(a))) => NetEvent::Acked(a.pkid),
-            Ok(Event::Incoming(Packet::SubAck(a))) => NetEvent::SubAck {
+            })),
+            Event::Incoming(Packet::PubAck(a)) => Some(NetEvent::Acked(a.pkid)),
+            Event::Incoming(Packet::PubComp(a)) => Some(NetEvent::Acked(a.pkid)),
+            Event::Incoming(Packet::SubAck(a)) => Some(NetEvent::SubAck {
                 pkid: a.pkid,
                 granted: a
                     .return_codes
                     .iter()
-                    .all(|c| matches!(c, v5::mqttbytes::v5::SubscribeReasonCode::Success(_))),
-            },
-            Ok(Event::Outgoing(rumqttc::Outgoing::Publish(pkid))) => NetEvent::Written(pkid),
-            Ok(Event::Outgoing(rumqttc::Outgoing::Subscribe(pkid))) => {
-                NetEvent::SubscribeSent(pkid)
+                    .all(|c| matches!(c, SubscribeReasonCode::Success(_))),
+            }),
+            Event::Outgoing(Outgoing::Publish(pkid)) => Some(NetEvent::Written(pkid)),
+            Event::Outgoing(Outgoing::Subscribe(pkid)) => Some(NetEvent::SubscribeSent(pkid)),
+            Event::Outgoing(Outgoing::Disconnect) => Some(NetEvent::DisconnectSent),
+            _ => None,
+        };
+        Ok(Step { event, heard })
+    }
+
+    fn reset(&mut self) {
+        self.0.clean();
+        self.0.pending.clear();
+    }
+}
+
+/// Runs a link until DISCONNECT went out or the core stops listening: reconnects with
+/// backoff, and gives up on a connection that stayed silent for 1.5 keepalive periods (a
+/// frozen broker or a dead network path keeps TCP open; rumqttc alone would notice only at
+/// the second unanswered ping).
+async fn drive(mut link: impl Link, tx: mpsc::Sender<NetEvent>, keepalive: Duration) {
+    let mut backoff = Backoff::new();
+    let silence_limit = keepalive * 3 / 2;
+    let mut connected = false;
+    let mut last_heard = Instant::now();
+    loop {
+        let step = if connected {
+            tokio::select! {
+                step = link.step() => step,
+                _ = tokio::time::sleep_until(last_heard + silence_limit) => Err(format!(
+                    "the broker stopped answering (nothing received for {} s, 1.5 times the keepalive)",
+                    silence_limit.as_secs()
+                )),
             }
-            Ok(Event::Outgoing(rumqttc::Outgoing::Disconnect)) => {
-                let _ = tx.send(NetEvent::DisconnectSent).await;
-                return;
+        } else {
+            link.step().await
+        };
+        match step {
+            Ok(Step { event, heard }) => {
+                if heard {
+                    last_heard = Instant::now();
+                }
+                let Some(event) = event else { continue };
+                let last = matches!(event, NetEvent::DisconnectSent);
+                if matches!(event, NetEvent::Connected) {
+                    connected = true;
+                    backoff.reset();
+                }
+                if tx.send(event).await.is_err() || last {
+                    return;
+                }
             }
-            Ok(_) => continue,
-            Err(e) => {
+            Err(reason) => {
+                connected = false;
+                // The next attempt starts from scratch (also after the silence watchdog
+                // abandoned a connection mid-packet).
+                link.reset();
                 let retry_in = backoff.next();
-                let down = NetEvent::Down {
-                    reason: describe_v5(&e, &address),
-                    retry_in,
-                };
-                if tx.send(down).await.is_err() {
+                if tx.send(NetEvent::Down { reason, retry_in }).await.is_err() {
                     return;
                 }
                 tokio::time::sleep(retry_in).await;
-                el.clean();
-                el.pending.clear();
-                continue;
+                link.reset();
             }
-        };
-        if tx.send(ev).await.is_err() {
-            return;
         }
+    }
+}
+
+/// What went wrong in a TLS handshake, in terms of what the user can fix.
+fn describe_rustls(e: &rustls::Error) -> String {
+    use rustls::{AlertDescription as A, CertificateError as C, Error as E};
+    match e {
+        E::InvalidCertificate(C::UnknownIssuer) => {
+            "TLS: the broker's certificate is not signed by a trusted CA (check broker.tls.ca_certs)".into()
+        }
+        E::InvalidCertificate(C::NotValidForName | C::NotValidForNameContext { .. }) => {
+            "TLS: the broker's certificate is not valid for this host name (connect with a name the certificate lists, or turn on tls_insecure to skip the host-name check)".into()
+        }
+        E::InvalidCertificate(C::Expired | C::ExpiredContext { .. }) => {
+            "TLS: the broker's certificate has expired".into()
+        }
+        E::InvalidCertificate(C::NotValidYet | C::NotValidYetContext { .. }) => {
+            "TLS: the broker's certificate is not valid yet (check this machine's clock)".into()
+        }
+        E::InvalidCertificate(C::Revoked) => "TLS: the broker's certificate was revoked".into(),
+        E::InvalidCertificate(other) => format!("TLS: the broker's certificate is invalid ({other:?})"),
+        E::AlertReceived(A::CertificateRequired) => {
+            "TLS: the broker requires a client certificate (set broker.tls.certfile and keyfile)".into()
+        }
+        E::AlertReceived(
+            A::BadCertificate | A::UnknownCA | A::CertificateUnknown | A::DecryptError | A::AccessDenied,
+        ) => "TLS: the broker rejected the client certificate".into(),
+        E::AlertReceived(A::HandshakeFailure | A::ProtocolVersion | A::InsufficientSecurity) => {
+            "TLS: the broker and this plugin share no TLS version or cipher suite".into()
+        }
+        E::InvalidMessage(_) | E::InappropriateMessage { .. } => {
+            "TLS: the broker did not answer with TLS (is this port a TLS listener?)".into()
+        }
+        other => format!("TLS: {other}"),
+    }
+}
+
+/// The rustls error inside an I/O error, where tokio-rustls put one.
+fn rustls_cause(e: &io::Error) -> Option<&rustls::Error> {
+    e.get_ref()
+        .and_then(|inner| inner.downcast_ref::<rustls::Error>())
+}
+
+fn describe_tls(e: &rumqttc::TlsError) -> String {
+    match e {
+        rumqttc::TlsError::TLS(t) => describe_rustls(t),
+        rumqttc::TlsError::Io(io) => match rustls_cause(io) {
+            Some(t) => describe_rustls(t),
+            None if io.kind() == io::ErrorKind::UnexpectedEof => {
+                "TLS: the broker closed the connection during the handshake (is this port a TLS listener?)".into()
+            }
+            None => format!("TLS: {io}"),
+        },
+        other => format!("TLS: {other}"),
     }
 }
 
 fn describe_io(e: &io::Error, address: &str) -> String {
     use io::ErrorKind::*;
+    if let Some(t) = rustls_cause(e) {
+        return describe_rustls(t);
+    }
     match e.kind() {
         ConnectionRefused => format!(
             "connection refused by {address}: is the broker running and listening on that port?"
@@ -363,7 +460,7 @@ fn describe_v4(e: &rumqttc::ConnectionError, address: &str) -> String {
             format!("timed out connecting to {address} (no answer within {CONNECT_TIMEOUT_SECS} s)")
         }
         E::FlushTimeout => format!("timed out sending to {address}"),
-        E::Tls(t) => format!("TLS: {t}"),
+        E::Tls(t) => describe_tls(t),
         E::NotConnAck(_) => format!("{address} did not answer like an MQTT broker"),
         E::RequestsDone => "the MQTT client stopped".into(),
     }
@@ -403,7 +500,7 @@ fn describe_v5(e: &v5::ConnectionError, address: &str) -> String {
         E::Timeout(_) => {
             format!("timed out connecting to {address} (no answer within {CONNECT_TIMEOUT_SECS} s)")
         }
-        E::Tls(t) => format!("TLS: {t}"),
+        E::Tls(t) => describe_tls(t),
         E::NotConnAck(_) => format!("{address} did not answer like an MQTT broker"),
         E::RequestsDone => "the MQTT client stopped".into(),
     }
@@ -430,5 +527,18 @@ mod tests {
         assert!(describe_v4(&e, "h:1").contains("bad user name or password"));
         let e = rumqttc::ConnectionError::Io(io::Error::from(io::ErrorKind::ConnectionRefused));
         assert!(describe_v4(&e, "h:1").contains("h:1"));
+    }
+
+    #[test]
+    fn tls_reasons_are_found_inside_io_errors() {
+        let inner = rustls::Error::InvalidCertificate(rustls::CertificateError::UnknownIssuer);
+        let e = rumqttc::ConnectionError::Tls(rumqttc::TlsError::Io(io::Error::new(
+            io::ErrorKind::InvalidData,
+            inner,
+        )));
+        assert!(describe_v4(&e, "h:1").contains("not signed by a trusted CA"));
+        let alert = rustls::Error::AlertReceived(rustls::AlertDescription::CertificateRequired);
+        let e = rumqttc::ConnectionError::Io(io::Error::new(io::ErrorKind::InvalidData, alert));
+        assert!(describe_v4(&e, "h:1").contains("requires a client certificate"));
     }
 }

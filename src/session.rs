@@ -131,8 +131,12 @@ pub fn start(cfg: &ConnectionConfig) -> Result<Session> {
         )),
         None => rumqttc::Transport::tcp(),
     };
-    let keepalive = Duration::from_secs(cfg.keepalive.max(5).into());
+    // 0 turns keepalive off (MQTT's rule), and with it the silence watchdog.
+    let keepalive = Duration::from_secs(cfg.keepalive.into());
     let address = cfg.address();
+    let ctx = Ctx {
+        client_cert: cfg.tls.as_ref().is_some_and(|t| t.files.certfile.is_some()),
+    };
 
     let (client, task) = match cfg.protocol {
         Protocol::V311 => {
@@ -155,7 +159,7 @@ pub fn start(cfg: &ConnectionConfig) -> Result<Session> {
             }
             let (client, mut el) = rumqttc::AsyncClient::new(o, REQUEST_CAPACITY);
             el.set_network_options(net);
-            let link = V4(el, address);
+            let link = V4(el, address, ctx);
             (Client::V4(client), tokio::spawn(drive(link, tx, keepalive)))
         }
         Protocol::V5 => {
@@ -183,7 +187,7 @@ pub fn start(cfg: &ConnectionConfig) -> Result<Session> {
                 ));
             }
             let (client, el) = v5::AsyncClient::new(o, REQUEST_CAPACITY);
-            let link = V5(el, address);
+            let link = V5(el, address, ctx);
             (Client::V5(client), tokio::spawn(drive(link, tx, keepalive)))
         }
     };
@@ -227,13 +231,17 @@ trait Link {
     fn reset(&mut self);
 }
 
-struct V4(rumqttc::EventLoop, String);
-struct V5(v5::EventLoop, String);
+struct V4(rumqttc::EventLoop, String, Ctx);
+struct V5(v5::EventLoop, String, Ctx);
 
 impl Link for V4 {
     async fn step(&mut self) -> Result<Step, String> {
         use rumqttc::{Event, Outgoing, Packet};
-        let ev = self.0.poll().await.map_err(|e| describe_v4(&e, &self.1))?;
+        let ev = self
+            .0
+            .poll()
+            .await
+            .map_err(|e| describe_v4(&e, &self.1, self.2))?;
         let heard = matches!(ev, Event::Incoming(_));
         let event = match ev {
             Event::Incoming(Packet::ConnAck(_)) => Some(NetEvent::Connected),
@@ -271,7 +279,11 @@ impl Link for V5 {
         use rumqttc::Outgoing;
         use v5::mqttbytes::v5::{Packet, SubscribeReasonCode};
         use v5::Event;
-        let ev = self.0.poll().await.map_err(|e| describe_v5(&e, &self.1))?;
+        let ev = self
+            .0
+            .poll()
+            .await
+            .map_err(|e| describe_v5(&e, &self.1, self.2))?;
         let heard = matches!(ev, Event::Incoming(_));
         let event = match ev {
             Event::Incoming(Packet::ConnAck(_)) => Some(NetEvent::Connected),
@@ -314,7 +326,7 @@ async fn drive(mut link: impl Link, tx: mpsc::Sender<NetEvent>, keepalive: Durat
     let mut connected = false;
     let mut last_heard = Instant::now();
     loop {
-        let step = if connected {
+        let step = if connected && !silence_limit.is_zero() {
             tokio::select! {
                 step = link.step() => step,
                 _ = tokio::time::sleep_until(last_heard + silence_limit) => Err(format!(
@@ -356,8 +368,14 @@ async fn drive(mut link: impl Link, tx: mpsc::Sender<NetEvent>, keepalive: Durat
     }
 }
 
+/// What the failure descriptions need to know about the settings.
+#[derive(Debug, Clone, Copy, Default)]
+struct Ctx {
+    client_cert: bool,
+}
+
 /// What went wrong in a TLS handshake, in terms of what the user can fix.
-fn describe_rustls(e: &rustls::Error) -> String {
+fn describe_rustls(e: &rustls::Error, ctx: Ctx) -> String {
     use rustls::{AlertDescription as A, CertificateError as C, Error as E};
     match e {
         E::InvalidCertificate(C::UnknownIssuer) => {
@@ -380,6 +398,10 @@ fn describe_rustls(e: &rustls::Error) -> String {
         E::AlertReceived(
             A::BadCertificate | A::UnknownCA | A::CertificateUnknown | A::DecryptError | A::AccessDenied,
         ) => "TLS: the broker rejected the client certificate".into(),
+        // TLS 1.2 brokers answer a missing client certificate with a plain handshake failure.
+        E::AlertReceived(A::HandshakeFailure) if !ctx.client_cert => {
+            "TLS: the broker refused the handshake; it probably requires a client certificate (set broker.tls.certfile and keyfile)".into()
+        }
         E::AlertReceived(A::HandshakeFailure | A::ProtocolVersion | A::InsufficientSecurity) => {
             "TLS: the broker and this plugin share no TLS version or cipher suite".into()
         }
@@ -396,12 +418,13 @@ fn rustls_cause(e: &io::Error) -> Option<&rustls::Error> {
         .and_then(|inner| inner.downcast_ref::<rustls::Error>())
 }
 
-fn describe_tls(e: &rumqttc::TlsError) -> String {
+fn describe_tls(e: &rumqttc::TlsError, ctx: Ctx) -> String {
+    use io::ErrorKind::{ConnectionAborted, ConnectionReset, UnexpectedEof};
     match e {
-        rumqttc::TlsError::TLS(t) => describe_rustls(t),
+        rumqttc::TlsError::TLS(t) => describe_rustls(t, ctx),
         rumqttc::TlsError::Io(io) => match rustls_cause(io) {
-            Some(t) => describe_rustls(t),
-            None if io.kind() == io::ErrorKind::UnexpectedEof => {
+            Some(t) => describe_rustls(t, ctx),
+            None if matches!(io.kind(), UnexpectedEof | ConnectionReset | ConnectionAborted) => {
                 "TLS: the broker closed the connection during the handshake (is this port a TLS listener?)".into()
             }
             None => format!("TLS: {io}"),
@@ -410,10 +433,10 @@ fn describe_tls(e: &rumqttc::TlsError) -> String {
     }
 }
 
-fn describe_io(e: &io::Error, address: &str) -> String {
+fn describe_io(e: &io::Error, address: &str, ctx: Ctx) -> String {
     use io::ErrorKind::*;
     if let Some(t) = rustls_cause(e) {
-        return describe_rustls(t);
+        return describe_rustls(t, ctx);
     }
     match e.kind() {
         ConnectionRefused => format!(
@@ -432,7 +455,7 @@ fn describe_io(e: &io::Error, address: &str) -> String {
     }
 }
 
-fn describe_v4(e: &rumqttc::ConnectionError, address: &str) -> String {
+fn describe_v4(e: &rumqttc::ConnectionError, address: &str, ctx: Ctx) -> String {
     use rumqttc::{ConnectReturnCode as C, ConnectionError as E, StateError as S};
     match e {
         E::ConnectionRefused(code) => match code {
@@ -449,24 +472,29 @@ fn describe_v4(e: &rumqttc::ConnectionError, address: &str) -> String {
             }
             C::Success => "the broker answered CONNACK success but the connection failed".into(),
         },
-        E::Io(io) => describe_io(io, address),
-        E::MqttState(S::Io(io)) => describe_io(io, address),
+        E::Io(io) => describe_io(io, address, ctx),
+        E::MqttState(S::Io(io)) => describe_io(io, address, ctx),
         E::MqttState(S::AwaitPingResp) => {
             "the broker stopped answering (no reply to the keepalive ping)".into()
         }
         E::MqttState(S::ConnectionAborted) => "the broker closed the connection".into(),
+        // Reads fail inside the packet decoder (a TLS 1.3 alert, a reset): say what the I/O
+        // error was, not that the packet was malformed.
+        E::MqttState(S::Deserialization(rumqttc::mqttbytes::Error::Io(io))) => {
+            describe_io(io, address, ctx)
+        }
         E::MqttState(other) => format!("MQTT protocol error: {other}"),
         E::NetworkTimeout => {
             format!("timed out connecting to {address} (no answer within {CONNECT_TIMEOUT_SECS} s)")
         }
         E::FlushTimeout => format!("timed out sending to {address}"),
-        E::Tls(t) => describe_tls(t),
+        E::Tls(t) => describe_tls(t, ctx),
         E::NotConnAck(_) => format!("{address} did not answer like an MQTT broker"),
         E::RequestsDone => "the MQTT client stopped".into(),
     }
 }
 
-fn describe_v5(e: &v5::ConnectionError, address: &str) -> String {
+fn describe_v5(e: &v5::ConnectionError, address: &str, ctx: Ctx) -> String {
     use v5::mqttbytes::v5::ConnectReturnCode as C;
     use v5::{ConnectionError as E, StateError as S};
     match e {
@@ -490,17 +518,20 @@ fn describe_v5(e: &v5::ConnectionError, address: &str) -> String {
             };
             format!("the broker refused the connection: {why}")
         }
-        E::Io(io) => describe_io(io, address),
-        E::MqttState(S::Io(io)) => describe_io(io, address),
+        E::Io(io) => describe_io(io, address, ctx),
+        E::MqttState(S::Io(io)) => describe_io(io, address, ctx),
         E::MqttState(S::AwaitPingResp) => {
             "the broker stopped answering (no reply to the keepalive ping)".into()
         }
         E::MqttState(S::ConnectionAborted) => "the broker closed the connection".into(),
+        E::MqttState(S::Deserialization(v5::mqttbytes::Error::Io(io))) => {
+            describe_io(io, address, ctx)
+        }
         E::MqttState(other) => format!("MQTT protocol error: {other}"),
         E::Timeout(_) => {
             format!("timed out connecting to {address} (no answer within {CONNECT_TIMEOUT_SECS} s)")
         }
-        E::Tls(t) => describe_tls(t),
+        E::Tls(t) => describe_tls(t, ctx),
         E::NotConnAck(_) => format!("{address} did not answer like an MQTT broker"),
         E::RequestsDone => "the MQTT client stopped".into(),
     }
@@ -524,9 +555,9 @@ mod tests {
         let e = rumqttc::ConnectionError::ConnectionRefused(
             rumqttc::ConnectReturnCode::BadUserNamePassword,
         );
-        assert!(describe_v4(&e, "h:1").contains("bad user name or password"));
+        assert!(describe_v4(&e, "h:1", Ctx::default()).contains("bad user name or password"));
         let e = rumqttc::ConnectionError::Io(io::Error::from(io::ErrorKind::ConnectionRefused));
-        assert!(describe_v4(&e, "h:1").contains("h:1"));
+        assert!(describe_v4(&e, "h:1", Ctx::default()).contains("h:1"));
     }
 
     #[test]
@@ -536,9 +567,21 @@ mod tests {
             io::ErrorKind::InvalidData,
             inner,
         )));
-        assert!(describe_v4(&e, "h:1").contains("not signed by a trusted CA"));
+        assert!(describe_v4(&e, "h:1", Ctx::default()).contains("not signed by a trusted CA"));
         let alert = rustls::Error::AlertReceived(rustls::AlertDescription::CertificateRequired);
         let e = rumqttc::ConnectionError::Io(io::Error::new(io::ErrorKind::InvalidData, alert));
-        assert!(describe_v4(&e, "h:1").contains("requires a client certificate"));
+        assert!(describe_v4(&e, "h:1", Ctx::default()).contains("requires a client certificate"));
+    }
+
+    #[test]
+    fn io_errors_inside_the_packet_decoder_are_unwrapped() {
+        let reset = io::Error::from(io::ErrorKind::ConnectionReset);
+        let e = rumqttc::ConnectionError::MqttState(rumqttc::StateError::Deserialization(
+            rumqttc::mqttbytes::Error::Io(reset),
+        ));
+        assert_eq!(
+            describe_v4(&e, "h:1", Ctx::default()),
+            "the broker closed the connection"
+        );
     }
 }

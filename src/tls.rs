@@ -35,14 +35,22 @@ pub fn client_config(tls: &TlsConfig) -> Result<Arc<ClientConfig>> {
         (Some(cert), key) => {
             let chain = read_certs(cert, "broker.tls.certfile")?;
             // A PEM file holding both the certificate and the key is common.
-            let key_path = key.as_deref().unwrap_or(cert);
+            let (key_path, where_) = match key.as_deref() {
+                Some(k) => (k, "broker.tls.keyfile".to_string()),
+                None => (
+                    cert.as_str(),
+                    "broker.tls.certfile (broker.tls.keyfile is unset, so the key is looked for there)".to_string(),
+                ),
+            };
             let key = PrivateKeyDer::from_pem_file(key_path).map_err(|e| {
                 Error::Config(format!(
-                    "TLS: no usable private key (PKCS#1, PKCS#8 or SEC1 PEM) in broker.tls.keyfile {key_path:?}: {e}"
+                    "TLS: no usable private key (PKCS#1, PKCS#8 or SEC1 PEM) in {where_} {key_path:?}: {e}"
                 ))
             })?;
             builder.with_client_auth_cert(chain, key).map_err(|e| {
-                Error::Config(format!("TLS: client certificate and key do not fit: {e}"))
+                Error::Config(format!(
+                    "TLS: the client certificate (broker.tls.certfile) and the key (broker.tls.keyfile) do not belong together: {e}"
+                ))
             })?
         }
         (None, Some(_)) => {
@@ -60,8 +68,10 @@ fn root_store(ca_file: Option<&str>) -> Result<RootCertStore> {
     match ca_file {
         Some(path) => {
             for cert in read_certs(path, "broker.tls.ca_certs")? {
-                roots.add(cert).map_err(|e| {
-                    Error::Config(format!("TLS: bad CA certificate in {path:?}: {e}"))
+                roots.add(cert).map_err(|_| {
+                    Error::Config(format!(
+                        "TLS: broker.tls.ca_certs {path:?} holds a PEM block that is not a usable X.509 CA certificate"
+                    ))
                 })?;
             }
         }

@@ -201,7 +201,10 @@ class Subscriber:
         qos: int = 1,
         timeout: float = 10.0,
         client_id: str = "",
+        clean_session: bool = True,
     ) -> None:
+        """clean_session=False (with a client_id) keeps the session, and the messages queued
+        for it, at the broker while this subscriber is disconnected."""
         self.host = host
         self.port = port
         self._timeout = timeout
@@ -216,6 +219,7 @@ class Subscriber:
             mqtt.CallbackAPIVersion.VERSION2,
             client_id=client_id,
             protocol=mqtt.MQTTv311,
+            clean_session=clean_session,
         )
         self._client.on_connect = self._on_connect
         self._client.on_disconnect = self._on_disconnect

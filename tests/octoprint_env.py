@@ -9,6 +9,7 @@ from __future__ import annotations
 import copy
 import os
 import secrets
+import shutil
 import signal
 import subprocess
 import sys
@@ -88,6 +89,7 @@ class OctoPrintInstance:
         log_levels: dict[str, str] | None = None,
         classic_config: bool = False,
         write_mqtt_section: bool = True,
+        plugin_files: list[Path] | None = None,
     ) -> None:
         self.basedir = Path(basedir)
         self.port = port
@@ -99,6 +101,8 @@ class OctoPrintInstance:
         self.extra_config = extra_config or {}
         # e.g. {"octoprint.plugins.mqtt": "DEBUG"}, written to logging.yaml
         self.log_levels = log_levels or {}
+        # Single-file plugins copied into <basedir>/plugins/, where OctoPrint loads them from.
+        self.plugin_files = [Path(f) for f in plugin_files or []]
         self.api_key = secrets.token_hex(16)
         self.executable = Path(sys.executable).parent / "octoprint"
         self.serve_log_path = self.basedir / "serve.log"
@@ -138,16 +142,24 @@ class OctoPrintInstance:
             # OctoPrint merges <basedir>/logging.yaml into its logging config.
             loggers = {name: {"level": level} for name, level in self.log_levels.items()}
             (self.basedir / "logging.yaml").write_text(yaml.safe_dump({"loggers": loggers}))
+        if self.plugin_files:
+            plugins_dir = self.basedir / "plugins"
+            plugins_dir.mkdir(exist_ok=True)
+            for plugin_file in self.plugin_files:
+                shutil.copy(plugin_file, plugins_dir / plugin_file.name)
         self._prepared = True
 
     def add_user(self, name: str, password: str, admin: bool = False) -> str:
         """Create another user with an API key of its own and return the key.
 
-        Call it before start(): the server reads users.yaml only at startup.
+        A non-admin joins the "users" group, as one created in the UI does (the CLI would
+        give it no group, hence no permissions at all). Call it before start(): the server
+        reads users.yaml only at startup.
         """
         if not self._prepared:
             self.prepare()
-        self._run_cli("user", "add", "--password", password, *(["--admin"] if admin else []), name)
+        group = ["--admin"] if admin else ["--group", "users"]
+        self._run_cli("user", "add", "--password", password, *group, name)
         api_key = secrets.token_hex(16)
         users_path = self.basedir / "users.yaml"
         users = yaml.safe_load(users_path.read_text())

@@ -139,6 +139,11 @@ def upload_analysed(octoprint, sub, name: str, gcode: str, base: str = BASE) -> 
     return octoprint.file_info(name)
 
 
+def sub_topics(sub, topic_filter: str, base: str = BASE) -> set[str]:
+    """The topics under `base` matching `topic_filter` that `sub` received so far."""
+    return {m.topic for m in sub.messages(f"{base}{topic_filter}")}
+
+
 def mqtt_config(octoprint) -> dict:
     return (octoprint.read_config().get("plugins") or {}).get("mqtt") or {}
 
@@ -220,7 +225,9 @@ def test_print_progress_temperatures_and_metadata(broker, subscriber_factory, oc
         assert type(p["progress"]) is int and type(p["_timestamp"]) is int, p
     values = [p["progress"] for p in progress]
     assert values == sorted(values), values
-    assert values[0] == 0 and values[-1] == 100, values
+    # The first check runs when OctoPrint announces FileSelected, which it does while the
+    # print is already starting: OctoPrint's completion (file position) may be 1-2 % by then.
+    assert values[0] <= 5 and values[-1] == 100, values
     assert len(set(values)) >= 4, f"too few progress steps: {values}"
 
     # Metadata cleared at PrintDone: an empty (retained-clearing) payload per key, and the
@@ -231,11 +238,16 @@ def test_print_progress_temperatures_and_metadata(broker, subscriber_factory, oc
         keys["analysis.noSuchKey"]
     )
 
+    # Temperatures keep coming while the printer cools down: note how many had arrived.
+    temperature_counts = {t: len(sub.messages(t)) for t in sub_topics(sub, "temperature/#")}
     retained = read_retained(broker.host, broker.port)
     assert not [t for t in retained if t.startswith(f"{BASE}metadata/")], retained
     assert decode(retained[PRINTING_TOPIC]) == progress[-1], retained[PRINTING_TOPIC]
 
-    # Temperatures: per heater, exact keys, rising while heating, retained.
+    # Temperatures: per heater, exact keys, rising while heating, retained. The virtual
+    # printer has no chamber, and heaters without readings are not published.
+    heaters = set(temperature_counts)
+    assert heaters == {f"{BASE}temperature/bed", f"{BASE}temperature/tool0"}, heaters
     for heater, target in (("bed", BED_TARGET), ("tool0", TOOL_TARGET)):
         topic = f"{BASE}temperature/{heater}"
         samples = [decode(m) for m in sub.messages(topic)]
@@ -244,13 +256,16 @@ def test_print_progress_temperatures_and_metadata(broker, subscriber_factory, oc
             assert isinstance(sample["_timestamp"], int), sample
         assert any(s["target"] == target for s in samples), samples
         heating = [s["actual"] for s in samples if s["target"] == target and s["actual"]]
-        reached = next(i for i, a in enumerate(heating) if a >= target - 1)
+        reached = next((i for i, a in enumerate(heating) if a >= target - 1), None)
+        assert reached is not None, f"{heater} never reached {target}: {heating}"
         rising = heating[: reached + 1]
         assert rising == sorted(rising) and len(set(rising)) >= 2, (heater, heating)
         assert rising[0] < target - 5, (heater, heating)
         assert topic in retained, f"{topic} not retained: {sorted(retained)}"
         assert list(decode(retained[topic])) == TEMPERATURE_KEYS, retained[topic]
-        assert decode(retained[topic]) == samples[-1], (retained[topic], samples[-1])
+        # The broker keeps the last sample published before the read.
+        recent = [m.payload for m in sub.messages(topic)][temperature_counts[topic] - 1 :]
+        assert retained[topic].payload in recent, (retained[topic], recent)
 
     assert_no_traceback(octoprint.log_text())
 
@@ -336,8 +351,23 @@ def test_paused_for_user(broker, subscriber_factory, octoprint_factory):
     received = sub.messages()
     after = received[received.index(marker) + 1 :]
     assert not [m for m in after if m.topic == topic], after
-    log = octoprint.log_text()
-    assert_no_traceback(log)
+
+    # Event publishing off altogether (the classic plugin's hook crashed then). No marker
+    # event can come now: let anything in flight arrive before looking.
+    octoprint.save_settings(
+        {"plugins": {"mqtt": {"publish": {"eventActive": False, "events": {"gcode": True}}}}}
+    )
+    time.sleep(1.0)
+    sub.clear()
+    lines_before = paused_lines(octoprint)
+    wait_until(
+        lambda: paused_lines(octoprint) >= lines_before + 4,
+        15,
+        lambda: f"the printer stopped sending busy lines ({paused_lines(octoprint)})",
+    )
+    time.sleep(0.5)
+    assert not sub.messages(f"{BASE}event/#"), sub.messages(f"{BASE}event/#")
+    assert_no_traceback(octoprint.log_text())
 
 
 # --------------------------------------------------------------------------
@@ -364,6 +394,10 @@ def test_classic_settings_migration(
     sub.wait_for(f"{expected_base}mqtt", timeout=30, predicate=payload_is(b"connected"))
     sub.wait_for(event_topic("Startup", expected_base), timeout=10)
     assert octoprint.settings()["plugins"]["mqtt"]["publish"]["baseTopic"] == expected_base
+    # A later save through the API (OctoPrint then stores only what differs from the
+    # defaults) keeps the base topic.
+    octoprint.save_settings({"plugins": {"mqtt": {"publish": {"temperatureThreshold": 0.5}}}})
+    sub.wait_for(event_topic("SettingsUpdated", expected_base), timeout=10)
     octoprint.stop()
     stray = [m.topic for m in sub.messages() if not m.topic.startswith(expected_base)]
     assert not stray, f"published outside {expected_base}: {stray}"
@@ -372,6 +406,7 @@ def test_classic_settings_migration(
     assert stored["publish"]["baseTopic"] == expected_base, stored
     assert stored.get("_config_version") == 1, stored
     assert stored["broker"] == {"url": broker.host, "port": broker.port}, stored
+    assert stored["publish"]["temperatureThreshold"] == 0.5, stored
     assert_no_traceback(octoprint.log_text())
 
 
@@ -408,6 +443,7 @@ def test_fresh_install_uses_lowercase_base(broker, subscriber_factory, octoprint
 def test_live_settings_changes(broker_factory, subscriber_factory, octoprint_factory):
     first, second = broker_factory(), broker_factory()
     sub = subscriber_factory(first.host, first.port)
+    status_sub = subscriber_factory(first.host, first.port, STATUS_TOPIC)  # never cleared
     foreign = {"hassTopic": "homeassistant", "controlTopic": "ctl"}
     octoprint = octoprint_factory(broker_settings(first, publish=dict(foreign)))
     sub.wait_for(STATUS_TOPIC, timeout=30, predicate=payload_is(b"connected"))
@@ -439,6 +475,7 @@ def test_live_settings_changes(broker_factory, subscriber_factory, octoprint_fac
     assert sub.messages(f"{BASE}evt/PrinterStateChanged"), "no comm events during the print"
 
     # No reconnect so far: `connected` came exactly once, never `disconnected`.
+    assert [m.payload for m in status_sub.messages()] == [b"connected"], status_sub.messages()
     status = read_retained(first.host, first.port, STATUS_TOPIC)
     assert status[STATUS_TOPIC].payload == b"connected", status
     connects = re.findall(r"New client connected from .* as (\S+)", first.log_text())
@@ -456,6 +493,7 @@ def test_live_settings_changes(broker_factory, subscriber_factory, octoprint_fac
     sub_second.wait_for(STATUS_TOPIC, timeout=15, predicate=payload_is(b"connected"))
     retained = read_retained(first.host, first.port, STATUS_TOPIC)
     assert retained[STATUS_TOPIC].payload == b"disconnected", retained
+    assert [m.payload for m in status_sub.messages()] == [b"connected", b"disconnected"]
 
     stored = mqtt_config(octoprint)
     for key, value in foreign.items():

@@ -94,9 +94,12 @@ def plugin_published_status(broker_log: str, payload: bytes) -> bool:
     return bool(pattern.search(broker_log))
 
 
-def test_events_reach_the_broker(broker, subscriber_factory, octoprint_factory):
+@pytest.mark.parametrize("protocol", ["MQTTv311", "MQTTv5"])
+def test_events_reach_the_broker(broker, subscriber_factory, octoprint_factory, protocol):
     sub = subscriber_factory(broker.host, broker.port)
-    octoprint = octoprint_factory({"broker": {"url": broker.host, "port": broker.port}})
+    octoprint = octoprint_factory(
+        {"broker": {"url": broker.host, "port": broker.port, "protocol": protocol}}
+    )
 
     # Startup fires before the MQTT connection is up: the plugin must queue it.
     assert_event(sub.wait_for(event_topic("Startup"), timeout=30), "Startup")

@@ -38,12 +38,13 @@ def plugin_factory(caplog):
         plugin._core.stop(2.0)
 
 
-@pytest.fixture
-def env(plugin_factory, session_broker, subscriber_factory):
-    """A connected plugin, a base topic of its own and a subscriber on it."""
+@pytest.fixture(params=["MQTTv311", "MQTTv5"])
+def env(request, plugin_factory, session_broker, subscriber_factory):
+    """A connected plugin (each test runs with MQTT 3.1.1 and with MQTT 5), a base topic of its
+    own and a subscriber on it."""
     base = unique_base()
     sub = subscriber_factory(session_broker.host, session_broker.port, f"{base}#")
-    plugin = plugin_factory(settings_for(session_broker, base))
+    plugin = plugin_factory(settings_for(session_broker, base, broker={"protocol": request.param}))
     sub.wait_for(f"{base}mqtt")
     return plugin, sub, base
 

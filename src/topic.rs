@@ -153,3 +153,102 @@ mod tests {
         }
     }
 }
+
+#[cfg(test)]
+mod properties {
+    use super::*;
+    use proptest::prelude::*;
+
+    /// Topic levels from a small alphabet, so that random filters and topics often overlap.
+    fn level() -> impl Strategy<Value = String> {
+        prop_oneof![
+            Just(String::new()),
+            Just("a".to_string()),
+            Just("b".to_string()),
+            Just("$SYS".to_string()),
+            "[a-c]{1,3}",
+        ]
+    }
+
+    fn topic() -> impl Strategy<Value = Vec<String>> {
+        prop::collection::vec(level(), 1..5)
+    }
+
+    fn filter() -> impl Strategy<Value = Vec<String>> {
+        prop::collection::vec(
+            prop_oneof![level(), Just("+".to_string()), Just("#".to_string())],
+            1..5,
+        )
+    }
+
+    /// The MQTT matching rules written plainly, level by level, as a reference.
+    fn reference(filter: &[String], topic: &[String]) -> bool {
+        fn go(f: &[String], t: &[String]) -> bool {
+            match (f.first().map(String::as_str), t.first()) {
+                (Some("#"), _) => true,
+                (Some("+"), Some(_)) => go(&f[1..], &t[1..]),
+                (Some(fl), Some(tl)) => fl == tl && go(&f[1..], &t[1..]),
+                (None, None) => true,
+                _ => false,
+            }
+        }
+        let wildcard_first = matches!(filter[0].as_str(), "+" | "#");
+        if wildcard_first && topic[0].starts_with('$') {
+            return false;
+        }
+        go(filter, topic)
+    }
+
+    fn well_formed(filter: &[String]) -> bool {
+        filter
+            .iter()
+            .enumerate()
+            .all(|(i, l)| l != "#" || i == filter.len() - 1)
+    }
+
+    proptest! {
+        #[test]
+        fn matching_agrees_with_the_reference(f in filter(), t in topic()) {
+            prop_assume!(well_formed(&f));
+            prop_assert_eq!(matches(&f.join("/"), &t.join("/")), reference(&f, &t));
+        }
+
+        #[test]
+        fn a_topic_matches_itself_and_hash_matches_all_but_dollar(t in topic()) {
+            let t = t.join("/");
+            prop_assert!(validate_topic(&t).is_ok() || t.is_empty());
+            prop_assert!(matches(&t, &t));
+            prop_assert_eq!(matches("#", &t), !t.starts_with('$'));
+        }
+
+        #[test]
+        fn plus_for_any_level_still_matches(t in topic(), i in 0usize..5) {
+            let mut f = t.clone();
+            let i = i % f.len();
+            f[i] = "+".into();
+            let expected = !(i == 0 && t[0].starts_with('$'));
+            prop_assert_eq!(matches(&f.join("/"), &t.join("/")), expected);
+        }
+
+        #[test]
+        fn filters_are_valid_exactly_when_wildcards_fill_whole_levels(
+            levels in prop::collection::vec("[a+#/]{0,3}", 1..4)
+        ) {
+            let f = levels.join("/");
+            let parts: Vec<&str> = f.split('/').collect();
+            let ok = !f.is_empty()
+                && parts.iter().enumerate().all(|(i, l)| match *l {
+                    "#" => i == parts.len() - 1,
+                    "+" => true,
+                    _ => !l.contains(['+', '#']),
+                });
+            prop_assert_eq!(validate_filter(&f).is_ok(), ok, "{:?}", f);
+        }
+
+        #[test]
+        fn topics_with_wildcards_or_nul_are_refused(s in "[a/+#\u{0}]{0,8}") {
+            let ok = !s.is_empty() && !s.contains(['+', '#', '\0']);
+            prop_assert_eq!(validate_topic(&s).is_ok(), ok);
+        }
+    }
+}

@@ -57,6 +57,11 @@ pub struct Broker {
     pub lw_retain: bool,
     #[serde(deserialize_with = "lenient_bool")]
     pub clean_session: bool,
+    /// `tcp`, or `websockets` (with `tls_active`: secure WebSockets).
+    #[serde(deserialize_with = "lenient_string")]
+    pub transport: String,
+    #[serde(deserialize_with = "lenient_string")]
+    pub ws_path: String,
 }
 
 impl Default for Broker {
@@ -74,6 +79,8 @@ impl Default for Broker {
             retain: true,
             lw_retain: true,
             clean_session: true,
+            transport: "tcp".into(),
+            ws_path: "/mqtt".into(),
         }
     }
 }
@@ -194,6 +201,8 @@ pub struct ConnectionConfig {
     /// The protocol setting as stored, when it needed interpreting (logged once per connect).
     pub protocol_note: Option<String>,
     pub tls: Option<TlsConfig>,
+    /// The HTTP path when connecting over WebSockets; `None` for plain TCP.
+    pub websocket_path: Option<String>,
     pub status: Option<StatusTopic>,
 }
 
@@ -295,6 +304,15 @@ impl Settings {
             tls: self.broker.tls_active.then(|| TlsConfig {
                 files: self.broker.tls.clone(),
                 insecure: self.broker.tls_insecure,
+            }),
+            websocket_path: matches!(
+                self.broker.transport.trim().to_ascii_lowercase().as_str(),
+                "websockets" | "websocket" | "ws"
+            )
+            .then(|| match self.broker.ws_path.trim() {
+                "" => "/".to_string(),
+                p if p.starts_with('/') => p.to_string(),
+                p => format!("/{p}"),
             }),
             status,
         })
@@ -481,6 +499,25 @@ mod tests {
         assert!(c.tls.is_some());
         assert_eq!(c.username, None);
         assert_eq!(c.password, None, "no password without a user name");
+    }
+
+    #[test]
+    fn websocket_transport_and_path() {
+        let c = |extra: &str| {
+            parse(&format!(r#"{{"broker": {{"url": "h"{extra}}}}}"#))
+                .connection("id")
+                .unwrap()
+                .websocket_path
+        };
+        assert_eq!(c(""), None);
+        assert_eq!(
+            c(r#", "transport": "websockets""#).as_deref(),
+            Some("/mqtt")
+        );
+        assert_eq!(
+            c(r#", "transport": "websockets", "ws_path": "ws""#).as_deref(),
+            Some("/ws")
+        );
     }
 
     #[test]

@@ -25,6 +25,9 @@ const COMMAND_CAPACITY: usize = 65_536;
 const CLOSE_BUDGET: Duration = Duration::from_millis(900);
 /// Commands taken per wake-up before handing messages to the client.
 const BATCH: usize = 512;
+/// While connected, messages waiting for the client are in transit, not offline: a burst may
+/// exceed the offline bound by this much before anything is dropped.
+const IN_TRANSIT_MIN: usize = 100_000;
 /// Received messages waiting for the Python callbacks' thread.
 pub const DISPATCH_CAPACITY: usize = 10_000;
 
@@ -153,6 +156,8 @@ struct Runner {
     /// The failure last logged; the same one is not logged again.
     last_reason: Option<String>,
     dropped_in_outage: u64,
+    /// `publish.offlineQueueSize`.
+    offline_capacity: usize,
     /// Every filter some callback uses, renewed after each connect.
     filters: BTreeMap<String, Qos>,
     /// Filters whose SUBSCRIBE is on its way, in order; then by packet id until the SUBACK.
@@ -184,6 +189,7 @@ impl Runner {
             unacked: VecDeque::new(),
             last_reason: None,
             dropped_in_outage: 0,
+            offline_capacity: queue_capacity,
             filters: BTreeMap::new(),
             subscribing: VecDeque::new(),
             awaiting_suback: Vec::new(),
@@ -396,6 +402,7 @@ impl Runner {
             .status
             .as_ref()
             .map(|st| status_message(st, "connected"));
+        self.apply_queue_bound();
         // Subscriptions first: the broker handles packets in order, so a callback watching the
         // status topic sees the `connected` that follows.
         self.subscribing.clear();
@@ -414,6 +421,7 @@ impl Runner {
         let address = conn.address();
         let was_connected = std::mem::replace(&mut self.connected, false);
         self.requeue_in_flight();
+        self.apply_queue_bound();
         if was_connected {
             warn!("Lost the connection to the MQTT broker at {address}: {reason}; reconnecting, and keeping messages meanwhile");
         } else if self.last_reason.as_deref() != Some(reason.as_str()) {
@@ -448,9 +456,20 @@ impl Runner {
         self.note_drops(dropped);
     }
 
-    async fn configure(&mut self, conn: Option<ConnectionConfig>, queue_capacity: usize) {
-        let dropped = self.queue.set_capacity(queue_capacity);
+    /// The queue's bound: the offline bound, raised while connected (see IN_TRANSIT_MIN).
+    fn apply_queue_bound(&mut self) {
+        let bound = if self.connected {
+            self.offline_capacity.max(IN_TRANSIT_MIN)
+        } else {
+            self.offline_capacity
+        };
+        let dropped = self.queue.set_capacity(bound);
         self.note_drops(dropped);
+    }
+
+    async fn configure(&mut self, conn: Option<ConnectionConfig>, queue_capacity: usize) {
+        self.offline_capacity = queue_capacity;
+        self.apply_queue_bound();
         if self.configured && conn == self.conn {
             return;
         }
@@ -554,6 +573,7 @@ impl Runner {
         self.session = None;
         self.connected = false;
         self.requeue_in_flight();
+        self.apply_queue_bound();
     }
 }
 

@@ -125,11 +125,19 @@ pub fn start(cfg: &ConnectionConfig) -> Result<Session> {
     let mut net = rumqttc::NetworkOptions::new();
     net.set_tcp_nodelay(true); // see spec/measured.md: Nagle adds ~20 ms at p99
     net.set_connection_timeout(CONNECT_TIMEOUT_SECS);
-    let transport = match &cfg.tls {
-        Some(t) => rumqttc::Transport::tls_with_config(rumqttc::TlsConfiguration::Rustls(
-            tls::client_config(t)?,
-        )),
-        None => rumqttc::Transport::tcp(),
+    let tls_config = match &cfg.tls {
+        Some(t) => Some(rumqttc::TlsConfiguration::Rustls(tls::client_config(t)?)),
+        None => None,
+    };
+    // Over WebSockets rumqttc takes the broker as a URL in place of the host name.
+    let (host, transport) = match (&cfg.websocket_path, tls_config) {
+        (None, None) => (cfg.host.clone(), rumqttc::Transport::tcp()),
+        (None, Some(t)) => (cfg.host.clone(), rumqttc::Transport::tls_with_config(t)),
+        (Some(path), None) => (ws_url("ws", cfg, path), rumqttc::Transport::Ws),
+        (Some(path), Some(t)) => (
+            ws_url("wss", cfg, path),
+            rumqttc::Transport::wss_with_config(t),
+        ),
     };
     // 0 turns keepalive off (MQTT's rule), and with it the silence watchdog.
     let keepalive = Duration::from_secs(cfg.keepalive.into());
@@ -140,7 +148,7 @@ pub fn start(cfg: &ConnectionConfig) -> Result<Session> {
 
     let (client, task) = match cfg.protocol {
         Protocol::V311 => {
-            let mut o = rumqttc::MqttOptions::new(&cfg.client_id, &cfg.host, cfg.port);
+            let mut o = rumqttc::MqttOptions::new(&cfg.client_id, &host, cfg.port);
             o.set_keep_alive(keepalive)
                 .set_clean_session(cfg.clean_session)
                 .set_max_packet_size(MAX_PACKET_SIZE, MAX_PACKET_SIZE)
@@ -163,7 +171,7 @@ pub fn start(cfg: &ConnectionConfig) -> Result<Session> {
             (Client::V4(client), tokio::spawn(drive(link, tx, keepalive)))
         }
         Protocol::V5 => {
-            let mut o = v5::MqttOptions::new(&cfg.client_id, &cfg.host, cfg.port);
+            let mut o = v5::MqttOptions::new(&cfg.client_id, &host, cfg.port);
             o.set_keep_alive(keepalive)
                 .set_clean_start(cfg.clean_session)
                 .set_max_packet_size(Some(MAX_PACKET_SIZE as u32))
@@ -196,6 +204,15 @@ pub fn start(cfg: &ConnectionConfig) -> Result<Session> {
         events,
         task,
     })
+}
+
+fn ws_url(scheme: &str, cfg: &ConnectionConfig, path: &str) -> String {
+    let host = if cfg.host.contains(':') {
+        format!("[{}]", cfg.host)
+    } else {
+        cfg.host.clone()
+    };
+    format!("{scheme}://{host}:{}{path}", cfg.port)
 }
 
 struct Backoff(Duration);
@@ -491,6 +508,10 @@ fn describe_v4(e: &rumqttc::ConnectionError, address: &str, ctx: Ctx) -> String 
         E::Tls(t) => describe_tls(t, ctx),
         E::NotConnAck(_) => format!("{address} did not answer like an MQTT broker"),
         E::RequestsDone => "the MQTT client stopped".into(),
+        E::Websocket(w) => format!("WebSocket: {w}"),
+        E::WsConnect(w) => format!("WebSocket: {w}"),
+        E::InvalidUrl(_) => format!("WebSocket: {address} does not make a valid URL (check broker.url and broker.ws_path)"),
+        E::ResponseValidation(_) => "WebSocket: the server did not accept an MQTT WebSocket connection (check broker.ws_path)".into(),
     }
 }
 
@@ -534,6 +555,10 @@ fn describe_v5(e: &v5::ConnectionError, address: &str, ctx: Ctx) -> String {
         E::Tls(t) => describe_tls(t, ctx),
         E::NotConnAck(_) => format!("{address} did not answer like an MQTT broker"),
         E::RequestsDone => "the MQTT client stopped".into(),
+        E::Websocket(w) => format!("WebSocket: {w}"),
+        E::WsConnect(w) => format!("WebSocket: {w}"),
+        E::InvalidUrl(_) => format!("WebSocket: {address} does not make a valid URL (check broker.url and broker.ws_path)"),
+        E::ResponseValidation(_) => "WebSocket: the server did not accept an MQTT WebSocket connection (check broker.ws_path)".into(),
     }
 }
 

@@ -75,8 +75,11 @@ class Broker:
         extra_conf: str = "",
         workdir: Path | None = None,
         port: int | None = None,
+        quiet: bool = False,
     ) -> None:
+        """quiet=True logs only errors and warnings: for runs of a million messages."""
         self.host = "127.0.0.1"
+        self.quiet = quiet
         self.port = port or free_port(self.host)
         self.extra_conf = extra_conf
         self.workdir = Path(workdir or tempfile.mkdtemp(prefix="mosquitto-"))
@@ -98,7 +101,7 @@ class Broker:
                 "allow_anonymous true",
                 "persistence false",
                 f"log_dest file {self.log_path}",
-                "log_type all",
+                "log_type error\nlog_type warning" if self.quiet else "log_type all",
                 "connection_messages true",
                 self.extra_conf,
                 "",

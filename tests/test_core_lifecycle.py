@@ -261,3 +261,18 @@ def test_credentials_refused_with_a_clear_reason_and_no_password_in_logs(
     core.configure(settings_for(b, broker={"username": "printer", "password": "right-pw"}))
     wait_state(core, "connected", timeout=10)
     assert secret not in caplog.text and "right-pw" not in caplog.text
+
+
+def test_a_burst_while_connected_is_not_cut_to_the_offline_bound(
+    core_factory, session_broker, subscriber_factory
+):
+    from corekit import connected_core
+
+    core, _, _ = connected_core(
+        core_factory, session_broker, subscriber_factory, publish={"offlineQueueSize": 10}
+    )
+    for i in range(20_000):
+        assert core.publish_event("Dwelling", {"seq": i})
+    # +1: the `connected` status message.
+    wait_until(lambda: core.status()["published"] == 20_001, timeout=30, what="all written")
+    assert core.status()["dropped"] == 0

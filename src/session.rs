@@ -144,6 +144,12 @@ pub fn start(cfg: &ConnectionConfig) -> Result<Session> {
     let address = cfg.address();
     let ctx = Ctx {
         client_cert: cfg.tls.as_ref().is_some_and(|t| t.files.certfile.is_some()),
+        ciphers: cfg.tls.as_ref().is_some_and(|t| {
+            t.files
+                .ciphers
+                .as_deref()
+                .is_some_and(|c| !c.trim().is_empty())
+        }),
     };
 
     let (client, task) = match cfg.protocol {
@@ -389,6 +395,8 @@ async fn drive(mut link: impl Link, tx: mpsc::Sender<NetEvent>, keepalive: Durat
 #[derive(Debug, Clone, Copy, Default)]
 struct Ctx {
     client_cert: bool,
+    /// `broker.tls.ciphers` limits the suites offered.
+    ciphers: bool,
 }
 
 /// What went wrong in a TLS handshake, in terms of what the user can fix.
@@ -415,9 +423,18 @@ fn describe_rustls(e: &rustls::Error, ctx: Ctx) -> String {
         E::AlertReceived(
             A::BadCertificate | A::UnknownCA | A::CertificateUnknown | A::DecryptError | A::AccessDenied,
         ) => "TLS: the broker rejected the client certificate".into(),
-        // TLS 1.2 brokers answer a missing client certificate with a plain handshake failure.
+        // TLS 1.2 brokers answer a missing client certificate, and a cipher list they share
+        // nothing with, with the same plain handshake failure.
+        E::AlertReceived(A::HandshakeFailure) if !ctx.client_cert && ctx.ciphers => {
+            "TLS: the broker refused the handshake; it shares none of the cipher suites in broker.tls.ciphers, or it requires a client certificate (broker.tls.certfile and keyfile)".into()
+        }
         E::AlertReceived(A::HandshakeFailure) if !ctx.client_cert => {
             "TLS: the broker refused the handshake; it probably requires a client certificate (set broker.tls.certfile and keyfile)".into()
+        }
+        E::AlertReceived(A::HandshakeFailure | A::ProtocolVersion | A::InsufficientSecurity)
+            if ctx.ciphers =>
+        {
+            "TLS: the broker and this plugin share no TLS version or cipher suite (check broker.tls.ciphers)".into()
         }
         E::AlertReceived(A::HandshakeFailure | A::ProtocolVersion | A::InsufficientSecurity) => {
             "TLS: the broker and this plugin share no TLS version or cipher suite".into()

@@ -66,9 +66,12 @@ def negotiated_tls_version(tb: TlsBroker, certs: Certs) -> str:
 
 @pytest.fixture
 def tls_broker(broker_factory, certs: Certs, monkeypatch, tmp_path):
-    """tls_broker(server_pair, require_certificate=False, tls12=False) -> TlsBroker."""
+    """tls_broker(server_pair, require_certificate=False, tls12=False, extra=()) -> TlsBroker;
+    `extra` are more lines for the TLS listener."""
 
-    def make(server: Pair, require_certificate: bool = False, tls12: bool = False) -> TlsBroker:
+    def make(
+        server: Pair, require_certificate: bool = False, tls12: bool = False, extra=()
+    ) -> TlsBroker:
         port = free_port()
         lines = [
             f"listener {port} 127.0.0.1",
@@ -78,6 +81,7 @@ def tls_broker(broker_factory, certs: Certs, monkeypatch, tmp_path):
         ]
         if require_certificate:
             lines += ["require_certificate true", "use_identity_as_username true"]
+        lines += extra
         with monkeypatch.context() as env:
             if tls12:
                 conf = tmp_path / "openssl-max-tls12.cnf"
@@ -105,9 +109,10 @@ def tls_settings(
     key: Path | None = None,
     insecure: bool = False,
     protocol: str = "MQTTv311",
+    ciphers: str | None = None,
 ) -> dict:
     """Core settings for TLS to `tb` (its TLS port unless `port` is given)."""
-    files = {"ca_certs": ca, "certfile": cert, "keyfile": key}
+    files = {"ca_certs": ca, "certfile": cert, "keyfile": key, "ciphers": ciphers}
     broker = {
         "url": host,
         "port": port or tb.tls_port,
@@ -204,6 +209,42 @@ def test_client_certificate_accepted(
     assert_gets_through(
         core_factory, subscriber_factory, tb, ca=certs.ca, cert=getattr(certs, cert_attr), key=key
     )
+
+
+# broker.tls.ciphers takes OpenSSL's names (what the classic plugin passed to OpenSSL). The
+# server key is ECDSA, and the listener offers TLS 1.2 only with this one suite.
+ONLY_ECDSA_AES256 = ("ciphers ECDHE-ECDSA-AES256-GCM-SHA384",)
+
+
+@pytest.mark.parametrize(
+    "ciphers",
+    ["ECDHE-ECDSA-AES256-GCM-SHA384", "ECDHE-RSA-AES128-GCM-SHA256:ECDHE-ECDSA-AES256-GCM-SHA384"],
+)
+def test_ciphers_setting_selects_the_suites(
+    tls_broker, core_factory, subscriber_factory, certs, ciphers
+):
+    tb = tls_broker(certs.server, tls12=True, extra=ONLY_ECDSA_AES256)
+    assert_gets_through(core_factory, subscriber_factory, tb, ca=certs.ca, ciphers=ciphers)
+
+
+def test_ciphers_the_broker_does_not_offer(tls_broker, core_factory, certs):
+    tb = tls_broker(certs.server, tls12=True, extra=ONLY_ECDSA_AES256)
+    reason = failure_reason(core_factory, tb, ca=certs.ca, ciphers="ECDHE-ECDSA-AES128-GCM-SHA256")
+    assert reason.startswith(
+        "TLS: the broker refused the handshake; it shares none of the cipher suites in "
+        "broker.tls.ciphers"
+    ), reason
+
+
+def test_unsupported_ciphers_are_refused_naming_the_supported_ones(
+    tls_broker, core_factory, certs, caplog
+):
+    tb = tls_broker(certs.server)
+    reason, _ = setup_error(core_factory, caplog, tb, ca=certs.ca, ciphers="HIGH:!aNULL:AES128-SHA")
+    assert "broker.tls.ciphers" in reason
+    assert "(HIGH, !aNULL, AES128-SHA)" in reason
+    assert "supported: TLS_AES_256_GCM_SHA384:" in reason
+    assert "ECDHE-RSA-AES128-GCM-SHA256" in reason
 
 
 # --------------------------------------------------------------------------

@@ -90,6 +90,7 @@ class OctoPrintInstance:
         classic_config: bool = False,
         write_mqtt_section: bool = True,
         plugin_files: list[Path] | None = None,
+        env: dict[str, str] | None = None,
     ) -> None:
         self.basedir = Path(basedir)
         self.port = port
@@ -103,6 +104,8 @@ class OctoPrintInstance:
         self.log_levels = log_levels or {}
         # Single-file plugins copied into <basedir>/plugins/, where OctoPrint loads them from.
         self.plugin_files = [Path(f) for f in plugin_files or []]
+        # Extra environment variables of the server process.
+        self.env = env or {}
         self.api_key = secrets.token_hex(16)
         self.executable = Path(sys.executable).parent / "octoprint"
         self.serve_log_path = self.basedir / "serve.log"
@@ -207,7 +210,7 @@ class OctoPrintInstance:
         ]
         # NO_COLOR keeps ANSI escapes out of serve.log; cwd=basedir so a
         # source checkout in the caller's cwd cannot shadow the installed plugin.
-        env = {**os.environ, "NO_COLOR": "1"}
+        env = {**os.environ, "NO_COLOR": "1", **self.env}
         with open(self.serve_log_path, "ab") as out:
             self.proc = subprocess.Popen(
                 cmd,

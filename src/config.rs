@@ -252,6 +252,9 @@ pub struct PublishConfig {
     pub metadata_keys: Vec<String>,
 }
 
+/// The shortest keepalive the MQTT 5 client accepts.
+const MIN_V5_KEEPALIVE: u16 = 5;
+
 impl Settings {
     /// `None` when no broker is set: the plugin then stays idle. `default_client_id` is used
     /// when `client.client_id` is unset.
@@ -278,6 +281,15 @@ impl Settings {
                 )),
             ),
         };
+        // rumqttc refuses MQTT 5 keepalives under 5 s (0 included) with a panic.
+        let mut keepalive = self.broker.keepalive;
+        let mut protocol_note = protocol_note;
+        if protocol == Protocol::V5 && keepalive < MIN_V5_KEEPALIVE {
+            protocol_note = Some(format!(
+                "broker.keepalive {keepalive} s is not possible with MQTT 5 here: using {MIN_V5_KEEPALIVE} s"
+            ));
+            keepalive = MIN_V5_KEEPALIVE;
+        }
         let status = self.publish.lw_active.then(|| StatusTopic {
             topic: format!("{}{}", self.publish.base_topic, self.publish.lw_topic),
             retain: self.broker.lw_retain,
@@ -292,7 +304,7 @@ impl Settings {
                 .as_ref()
                 .and(self.broker.password.clone()),
             username: self.broker.username.clone(),
-            keepalive: self.broker.keepalive,
+            keepalive,
             client_id: self
                 .client
                 .client_id
@@ -540,6 +552,25 @@ mod tests {
         let old = c("MQTTv31");
         assert_eq!(old.protocol, Protocol::V311);
         assert!(old.protocol_note.unwrap().contains("3.1.1"));
+    }
+
+    #[test]
+    fn mqtt5_keepalive_is_at_least_five_seconds() {
+        let c = |p: &str, k: u16| {
+            parse(&format!(
+                r#"{{"broker": {{"url": "h", "protocol": "{p}", "keepalive": {k}}}}}"#
+            ))
+            .connection("gen")
+            .unwrap()
+        };
+        for k in [0, 1, 4] {
+            let v5 = c("MQTTv5", k);
+            assert_eq!(v5.keepalive, 5);
+            assert!(v5.protocol_note.unwrap().contains("using 5 s"));
+            assert_eq!(c("MQTTv311", k).keepalive, k);
+        }
+        assert_eq!(c("MQTTv5", 5).keepalive, 5);
+        assert!(c("MQTTv5", 5).protocol_note.is_none());
     }
 
     #[test]

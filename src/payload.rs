@@ -7,8 +7,14 @@
 use pyo3::prelude::*;
 use pyo3::types::{PyBool, PyDict, PyFloat, PyInt, PyList, PyString, PyTuple};
 
-/// Deeper than this (or a container that contains itself) is written as its `str()`.
-const MAX_DEPTH: u32 = 100;
+/// Deeper than this is written as its `str()`.
+const MAX_DEPTH: usize = 100;
+
+/// The containers being written, outermost first: a container met again inside itself is
+/// written as its `str()` (Python's repr shows the cycle as `{...}`) instead of recursing
+/// until the depth limit, which a container holding itself twice would do 2^100 times, on
+/// OctoPrint's thread and with the GIL held.
+type Path = Vec<usize>;
 
 /// An event message: the payload's keys, then `_event` and the timestamp field.
 pub fn encode_event(
@@ -34,6 +40,7 @@ pub fn encode_stamped(
     let mut wrote_event = event.is_none();
     let mut wrote_ts = false;
     if let Some(payload) = payload.filter(|p| p.is_truthy().unwrap_or(true)) {
+        let mut path: Path = vec![payload.as_ptr() as usize];
         match payload.cast::<PyDict>() {
             Ok(dict) => {
                 for (k, v) in dict.iter() {
@@ -48,14 +55,15 @@ pub fn encode_stamped(
                             write_u64(obj.out, timestamp);
                             wrote_ts = true;
                         }
-                        _ => write_value(obj.out, &v, 1),
+                        _ => write_value(obj.out, &v, &mut path),
                     }
                 }
             }
             // Events fired by other plugins may carry a bare value; keep it rather than fail.
             Err(_) => {
                 obj.key("payload");
-                write_value(obj.out, payload, 1);
+                path.clear();
+                write_value(obj.out, payload, &mut path);
             }
         }
     }
@@ -74,7 +82,7 @@ pub fn encode_stamped(
 /// Any Python value as JSON text.
 pub fn encode_value(value: &Bound<'_, PyAny>) -> Vec<u8> {
     let mut out = Vec::with_capacity(128);
-    write_value(&mut out, value, 0);
+    write_value(&mut out, value, &mut Path::new());
     out
 }
 
@@ -127,10 +135,7 @@ impl<'a> ObjectWriter<'a> {
     }
 }
 
-fn write_value(out: &mut Vec<u8>, v: &Bound<'_, PyAny>, depth: u32) {
-    if depth > MAX_DEPTH {
-        return write_str(out, &display(v));
-    }
+fn write_value(out: &mut Vec<u8>, v: &Bound<'_, PyAny>, path: &mut Path) {
     if v.is_none() {
         out.extend_from_slice(b"null");
     } else if let Ok(s) = v.cast::<PyString>() {
@@ -143,29 +148,56 @@ fn write_value(out: &mut Vec<u8>, v: &Bound<'_, PyAny>, depth: u32) {
     } else if let Ok(f) = v.cast::<PyFloat>() {
         write_float(out, f.value());
     } else if let Ok(d) = v.cast::<PyDict>() {
+        if !enter(path, v) {
+            return write_str(out, &display(v));
+        }
         let mut obj = ObjectWriter::new(out);
         for (k, item) in d.iter() {
             obj.key(&key_string(&k));
-            write_value(obj.out, &item, depth + 1);
+            write_value(obj.out, &item, path);
         }
         obj.finish();
+        path.pop();
     } else if let Ok(l) = v.cast::<PyList>() {
-        write_array(out, l.iter(), depth);
+        if !enter(path, v) {
+            return write_str(out, &display(v));
+        }
+        write_array(out, l.iter(), path);
+        path.pop();
     } else if let Ok(t) = v.cast::<PyTuple>() {
-        write_array(out, t.iter(), depth);
+        if !enter(path, v) {
+            return write_str(out, &display(v));
+        }
+        write_array(out, t.iter(), path);
+        path.pop();
     } else {
         // datetimes, sets, bytes, enums, arbitrary objects: their string form.
         write_str(out, &display(v));
     }
 }
 
-fn write_array<'py>(out: &mut Vec<u8>, items: impl Iterator<Item = Bound<'py, PyAny>>, depth: u32) {
+/// Pushes the container onto the path; false (and nothing pushed) when it is already on it
+/// or the path is too deep.
+fn enter(path: &mut Path, v: &Bound<'_, PyAny>) -> bool {
+    let id = v.as_ptr() as usize;
+    if path.len() >= MAX_DEPTH || path.contains(&id) {
+        return false;
+    }
+    path.push(id);
+    true
+}
+
+fn write_array<'py>(
+    out: &mut Vec<u8>,
+    items: impl Iterator<Item = Bound<'py, PyAny>>,
+    path: &mut Path,
+) {
     out.push(b'[');
     for (i, item) in items.enumerate() {
         if i > 0 {
             out.push(b',');
         }
-        write_value(out, &item, depth + 1);
+        write_value(out, &item, path);
     }
     out.push(b']');
 }

@@ -7,7 +7,8 @@ import decimal
 import json
 from collections import OrderedDict
 
-from corekit import connected_core, event_json, settings_for, unique_base, wait_state
+import pytest
+from corekit import connected_core, event_json, log_lines, settings_for, unique_base, wait_state
 from mqtt_env import read_retained
 
 from octoprint_mqtt._core import encode_event
@@ -171,3 +172,43 @@ def test_mqtt5_and_legacy_protocol_setting(
         assert event_json(sub.wait_for(f"{base}event/Home"))["p"] == protocol
     notes = [r.getMessage() for r in caplog.records if "MQTTv31" in r.getMessage()]
     assert len(notes) == 1 and "3.1.1" in notes[0]
+
+
+@pytest.mark.parametrize("keepalive", [0, 2])
+def test_mqtt5_with_a_keepalive_under_five_seconds(
+    core_factory, session_broker, subscriber_factory, caplog, keepalive
+):
+    # MQTT 5 in the client library takes no keepalive under 5 s; the plugin must not die.
+    core, sub, base = connected_core(
+        core_factory,
+        session_broker,
+        subscriber_factory,
+        broker={"protocol": "MQTTv5", "keepalive": keepalive},
+    )
+    core.publish_event("Home", {"k": keepalive})
+    assert event_json(sub.wait_for(f"{base}event/Home"))["k"] == keepalive
+    assert log_lines(caplog, f"broker.keepalive {keepalive} s is not possible with MQTT 5")
+
+
+def test_containers_that_contain_themselves(core_factory, session_broker, subscriber_factory):
+    # Python's json raises on these; the plugin writes the repeated container as its str()
+    # (with Python's {...} for the cycle) and publishes the rest, at once.
+    d = {"name": "x"}
+    d["self"] = d
+    d["again"] = d  # twice: without cycle detection, 2^100 walks before the depth limit
+    loop = [1]
+    loop.append(loop)
+    payload = {"d": d, "l": loop}
+    payload["root"] = payload
+    data = json.loads(encode_event("Cyclic", payload, "_timestamp", 7))
+    assert data["d"]["name"] == "x"
+    assert data["d"]["self"] == data["d"]["again"] == str(d)
+    assert data["l"] == [1, str(loop)]
+    assert data["root"] == str(payload)
+    assert list(data)[-2:] == ["_event", "_timestamp"]
+
+    core, sub, base = connected_core(core_factory, session_broker, subscriber_factory)
+    assert core.publish_event("Cyclic", payload) is True
+    assert event_json(sub.wait_for(f"{base}event/Cyclic"))["d"]["self"] == str(d)
+    assert core.publish(f"{base}helper", d) is True
+    assert json.loads(sub.wait_for(f"{base}helper").payload)["again"] == str(d)

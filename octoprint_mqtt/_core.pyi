@@ -31,14 +31,15 @@ class Core:
         self,
         topic: str,
         payload: Any,
-        retained: Optional[bool] = None,
+        retained: Optional[Any] = None,
         qos: int = 0,
-        allow_queueing: bool = False,
-        raw_data: bool = False,
+        allow_queueing: Any = False,
+        raw_data: Any = False,
     ) -> bool:
         """``mqtt_publish``: str as UTF-8, else JSON; with ``raw_data`` bytes as they are,
-        numbers as text, None as empty. ``retained=None`` follows ``broker.retain``. False when
-        offline without ``allow_queueing``. ValueError for a bad topic or QoS, TypeError for
+        numbers as text, None as empty. ``retained=None`` follows ``broker.retain``; the flags
+        take any truthy value. False when offline without ``allow_queueing``, after stop(), or
+        when the core is too far behind to take it. ValueError for a bad topic or QoS, TypeError for
         an unsendable payload."""
     def subscribe(
         self,

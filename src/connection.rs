@@ -12,7 +12,6 @@ use tokio::sync::{mpsc, watch};
 use tokio::time::{timeout_at, Instant};
 
 use crate::config::{ConnectionConfig, Protocol, StatusTopic};
-use crate::error::{Error, Result};
 use crate::message::{Incoming, Message, Qos};
 use crate::queue::OfflineQueue;
 use crate::session::{self, NetEvent, Session};
@@ -23,11 +22,18 @@ use crate::status::{Shared, State};
 const COMMAND_CAPACITY: usize = 65_536;
 /// How long a clean disconnect (on shutdown or a broker change) may take.
 const CLOSE_BUDGET: Duration = Duration::from_millis(900);
+/// The end of that budget kept for `disconnected` and DISCONNECT: a backlog still waiting
+/// then stays queued for the next connection.
+const CLOSE_TAIL: Duration = Duration::from_millis(300);
 /// Commands taken per wake-up before handing messages to the client.
 const BATCH: usize = 512;
 /// While connected, messages waiting for the client are in transit, not offline: a burst may
 /// exceed the offline bound by this much before anything is dropped.
 const IN_TRANSIT_MIN: usize = 100_000;
+/// Payload bytes handed to the client and not yet written, at most (one message always
+/// goes): big payloads (camera snapshots) would otherwise fill the client's whole request
+/// buffer, and a clean close must get its goodbye past them within the close budget.
+const HANDED_BYTES_MAX: usize = 1 << 20;
 /// Received messages waiting for the Python callbacks' thread.
 pub const DISPATCH_CAPACITY: usize = 10_000;
 
@@ -50,6 +56,9 @@ pub enum Command {
 
 pub struct Handle {
     commands: mpsc::Sender<Command>,
+    /// Settings and subscription changes: rare, small, and never to be dropped when the
+    /// message channel is full (a lost SUBSCRIBE would never be renewed).
+    control: mpsc::UnboundedSender<Command>,
     shutdown: watch::Sender<bool>,
     pub shared: Arc<Shared>,
     thread: Mutex<Option<(std_mpsc::Receiver<()>, JoinHandle<()>)>>,
@@ -63,10 +72,18 @@ impl Handle {
         dispatch: std_mpsc::SyncSender<Incoming>,
     ) -> std::io::Result<Handle> {
         let (commands, rx) = mpsc::channel(COMMAND_CAPACITY);
+        let (control, control_rx) = mpsc::unbounded_channel();
         let (shutdown, shutdown_rx) = watch::channel(false);
         let shared = Arc::new(Shared::default());
         let (done_tx, done_rx) = std_mpsc::channel();
-        let runner = Runner::new(rx, shutdown_rx, shared.clone(), queue_capacity, dispatch);
+        let runner = Runner::new(
+            rx,
+            control_rx,
+            shutdown_rx,
+            shared.clone(),
+            queue_capacity,
+            dispatch,
+        );
         let thread = std::thread::Builder::new()
             .name("mqtt-core".into())
             .spawn(move || {
@@ -84,6 +101,7 @@ impl Handle {
             })?;
         Ok(Handle {
             commands,
+            control,
             shutdown,
             shared,
             thread: Mutex::new(Some((done_rx, thread))),
@@ -91,25 +109,32 @@ impl Handle {
         })
     }
 
-    /// Never waits. A full channel means the core's thread is not keeping up: the message is
-    /// counted as dropped and that is logged once per episode.
-    pub fn send(&self, cmd: Command) -> Result<()> {
-        match self.commands.try_send(cmd) {
+    /// Hands a message to the core's thread; never waits. False when the core has stopped,
+    /// or when it is not keeping up (a full channel): then the message is counted as dropped
+    /// and that is logged once per episode.
+    pub fn publish(&self, msg: Message) -> bool {
+        match self.commands.try_send(Command::Publish(msg)) {
             Ok(()) => {
                 if self.overload_logged.load(Relaxed) {
                     self.overload_logged.store(false, Relaxed);
                 }
-                Ok(())
+                true
             }
             Err(mpsc::error::TrySendError::Full(_)) => {
                 Shared::add(&self.shared.counters.dropped, 1);
                 if !self.overload_logged.swap(true, Relaxed) {
                     warn!("The MQTT core cannot keep up ({COMMAND_CAPACITY} messages waiting): dropping new messages until it catches up");
                 }
-                Ok(())
+                false
             }
-            Err(mpsc::error::TrySendError::Closed(_)) => Err(Error::NotRunning),
+            Err(mpsc::error::TrySendError::Closed(_)) => false,
         }
+    }
+
+    /// Settings and subscription changes; never waits, never dropped while the core runs
+    /// (after it stopped there is nothing left to change).
+    pub fn control(&self, cmd: Command) {
+        let _ = self.control.send(cmd);
     }
 
     /// Asks the core to disconnect cleanly and waits at most `timeout` for its thread.
@@ -139,6 +164,7 @@ impl Drop for Handle {
 
 struct Runner {
     commands: mpsc::Receiver<Command>,
+    control: mpsc::UnboundedReceiver<Command>,
     shutdown: watch::Receiver<bool>,
     shared: Arc<Shared>,
     /// False until the first settings arrive: messages are kept until we know the broker.
@@ -151,6 +177,8 @@ struct Runner {
     queue: OfflineQueue,
     /// Handed to rumqttc, not yet written to the socket, in order.
     handed: VecDeque<Message>,
+    /// Their payload bytes.
+    handed_bytes: usize,
     /// QoS 1/2: written, not yet acknowledged, by packet id, in order.
     unacked: VecDeque<(u16, Message)>,
     /// The failure last logged; the same one is not logged again.
@@ -170,6 +198,7 @@ struct Runner {
 impl Runner {
     fn new(
         commands: mpsc::Receiver<Command>,
+        control: mpsc::UnboundedReceiver<Command>,
         shutdown: watch::Receiver<bool>,
         shared: Arc<Shared>,
         queue_capacity: usize,
@@ -177,6 +206,7 @@ impl Runner {
     ) -> Self {
         Runner {
             commands,
+            control,
             shutdown,
             shared,
             configured: false,
@@ -186,6 +216,7 @@ impl Runner {
             ever_connected: false,
             queue: OfflineQueue::new(queue_capacity),
             handed: VecDeque::new(),
+            handed_bytes: 0,
             unacked: VecDeque::new(),
             last_reason: None,
             dropped_in_outage: 0,
@@ -203,6 +234,10 @@ impl Runner {
             tokio::select! {
                 biased;
                 _ = self.shutdown.changed() => break,
+                Some(cmd) = self.control.recv() => {
+                    self.command(cmd).await;
+                    self.pump();
+                }
                 cmd = self.commands.recv() => match cmd {
                     Some(cmd) => self.commands_batch(cmd).await,
                     None => break,
@@ -296,10 +331,12 @@ impl Runner {
     fn pump(&mut self) {
         if let (true, Some(s)) = (self.connected, &self.session) {
             while let Some(m) = self.queue.front() {
-                if !s.client.try_publish(m) {
+                let over = self.handed_bytes + m.payload.len() > HANDED_BYTES_MAX;
+                if (over && !self.handed.is_empty()) || !s.client.try_publish(m) {
                     break;
                 }
                 let m = self.queue.pop_front().expect("front exists");
+                self.handed_bytes += m.payload.len();
                 self.handed.push_back(m);
             }
         }
@@ -323,16 +360,7 @@ impl Runner {
             }
             Some(NetEvent::Connected) => self.on_connected(),
             Some(NetEvent::Down { reason, retry_in }) => self.on_down(reason, retry_in),
-            Some(NetEvent::Written(pkid)) => {
-                if let Some(m) = self.handed.pop_front() {
-                    if m.qos == Qos::AtMostOnce {
-                        Shared::add(&self.shared.counters.published, 1);
-                    } else {
-                        self.unacked.push_back((pkid, m));
-                    }
-                }
-                self.pump();
-            }
+            Some(NetEvent::Written(pkid)) => self.written(pkid, true),
             Some(NetEvent::Acked(pkid)) => {
                 if let Some(i) = self.unacked.iter().position(|(p, _)| *p == pkid) {
                     self.unacked.remove(i);
@@ -354,6 +382,21 @@ impl Runner {
                 }
             }
             Some(NetEvent::Message(m)) => self.received(m),
+        }
+    }
+
+    /// The oldest handed message reached the socket; `refill` hands the client more.
+    fn written(&mut self, pkid: u16, refill: bool) {
+        if let Some(m) = self.handed.pop_front() {
+            self.handed_bytes -= m.payload.len();
+            if m.qos == Qos::AtMostOnce {
+                Shared::add(&self.shared.counters.published, 1);
+            } else {
+                self.unacked.push_back((pkid, m));
+            }
+        }
+        if refill {
+            self.pump();
         }
     }
 
@@ -445,6 +488,7 @@ impl Runner {
             .as_ref()
             .and_then(|c| c.status.as_ref())
             .map(|s| s.topic.clone());
+        self.handed_bytes = 0;
         let back: Vec<Message> = self
             .unacked
             .drain(..)
@@ -531,28 +575,57 @@ impl Runner {
     }
 
     /// Publishes `disconnected` and sends DISCONNECT when connected, then drops the
-    /// connection; never takes longer than `deadline`.
+    /// connection; never takes longer than `deadline`. Waiting messages go out first while
+    /// time allows (CLOSE_TAIL is kept for the goodbye); what is left stays queued.
     async fn close_session(&mut self, deadline: Instant) {
         if self.session.is_none() {
             return;
         }
         if self.connected {
-            if let Some(st) = self.conn.as_ref().and_then(|c| c.status.clone()) {
-                let bye = status_message(&st, "disconnected");
-                let dropped = self.queue.push_back(bye);
-                self.note_drops(dropped);
-            }
+            let mut bye = self
+                .conn
+                .as_ref()
+                .and_then(|c| c.status.as_ref())
+                .map(|st| status_message(st, "disconnected"));
+            let tail_starts = deadline.checked_sub(CLOSE_TAIL).unwrap_or(deadline);
+            // The status message (if any) is in the client's hands: DISCONNECT may follow.
+            let mut bye_handed = false;
             let mut disconnect_requested = false;
             loop {
-                self.pump();
-                if !disconnect_requested && self.queue.is_empty() && self.handed.is_empty() {
+                if !bye_handed {
+                    if self.queue.is_empty() || Instant::now() >= tail_starts {
+                        bye_handed = match bye.take() {
+                            None => true,
+                            Some(m) => match &self.session {
+                                Some(s) if s.client.try_publish(&m) => {
+                                    self.handed_bytes += m.payload.len();
+                                    self.handed.push_back(m);
+                                    true
+                                }
+                                // The client's buffer is full: retry after the next write.
+                                _ => {
+                                    bye = Some(m);
+                                    false
+                                }
+                            },
+                        };
+                    } else {
+                        self.pump();
+                    }
+                }
+                if bye_handed && !disconnect_requested {
                     disconnect_requested = self
                         .session
                         .as_ref()
                         .is_some_and(|s| s.client.try_disconnect());
                 }
+                let wake = if bye_handed || Instant::now() >= tail_starts {
+                    deadline
+                } else {
+                    tail_starts
+                };
                 let ev = match self.session.as_mut() {
-                    Some(s) => timeout_at(deadline, s.events.recv()).await,
+                    Some(s) => timeout_at(wake, s.events.recv()).await,
                     None => break,
                 };
                 match ev {
@@ -561,8 +634,10 @@ impl Runner {
                         debug!("Connection ended while closing: {reason}");
                         break;
                     }
+                    Ok(Some(NetEvent::Written(pkid))) => self.written(pkid, !bye_handed),
                     Ok(Some(other)) => self.net_event(Some(other)),
                     Ok(None) => break,
+                    Err(_) if wake < deadline => {}
                     Err(_) => {
                         warn!("The MQTT broker did not take the disconnect in time; closing the connection anyway");
                         break;

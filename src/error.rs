@@ -18,10 +18,6 @@ pub enum Error {
     /// Settings that cannot be turned into a connection (bad TLS files, bad protocol...).
     #[error("invalid MQTT settings: {0}")]
     Config(String),
-
-    /// The core's thread is gone (stopped, or it panicked).
-    #[error("the MQTT core is not running")]
-    NotRunning,
 }
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;

@@ -38,7 +38,6 @@ impl From<Error> for PyErr {
                 PyValueError::new_err(e.to_string())
             }
             Error::Payload(_) => PyTypeError::new_err(e.to_string()),
-            Error::NotRunning => PyRuntimeError::new_err(e.to_string()),
         }
     }
 }
@@ -98,12 +97,12 @@ impl Core {
         // What the caller is told: would this message be delivered (now or after a reconnect)?
         let shared = &self.handle.shared;
         let accepted = shared.is_connected() || (msg.queue_offline && shared.keeps_offline());
-        match self.handle.send(Command::Publish(msg)) {
-            Ok(()) => Ok(accepted),
-            // After stop(): OctoPrint still fires a few events while shutting down.
-            Err(Error::NotRunning) => Ok(false),
-            Err(e) => Err(e.into()),
-        }
+        // False after stop() (OctoPrint still fires a few events while shutting down) and when
+        // the core is too far behind to take it.
+        // Handed over even when not `accepted`: the core counts the refusal (or sends it, if
+        // it connected meanwhile).
+        let handed = self.handle.publish(msg);
+        Ok(accepted && handed)
     }
 }
 
@@ -145,10 +144,10 @@ impl Core {
         if !connect {
             return Ok(());
         }
-        self.handle.send(Command::Configure {
+        self.handle.control(Command::Configure {
             conn: Box::new(settings.connection(&self.client_id)),
             queue_capacity: settings.publish.offline_queue_size,
-        })?;
+        });
         Ok(())
     }
 
@@ -280,20 +279,26 @@ impl Core {
     /// bytes go out as they are, numbers as their text and None as an empty payload.
     /// `retained=None` follows `broker.retain`. Returns whether the message was accepted (sent,
     /// or queued because `allow_queueing`); False when offline without queueing.
-    #[pyo3(signature = (topic, payload, retained=None, qos=0, allow_queueing=false, raw_data=false))]
+    #[pyo3(signature = (topic, payload, retained=None, qos=0, allow_queueing=None, raw_data=None))]
     fn publish(
         &self,
         topic: &str,
         payload: &Bound<'_, PyAny>,
-        retained: Option<bool>,
+        retained: Option<&Bound<'_, PyAny>>,
         qos: i64,
-        allow_queueing: bool,
-        raw_data: bool,
+        allow_queueing: Option<&Bound<'_, PyAny>>,
+        raw_data: Option<&Bound<'_, PyAny>>,
     ) -> PyResult<bool> {
         topic::validate_topic(topic)?;
         let qos = Qos::try_from(qos)?;
-        let payload = helper_payload(payload, raw_data)?;
-        let retain = retained.unwrap_or_else(|| self.publishing().retain);
+        // Any truthy value, as Python code passes them (`retained=1`).
+        let truthy = |v: Option<&Bound<'_, PyAny>>| v.map_or(Ok(false), |v| v.is_truthy());
+        let allow_queueing = truthy(allow_queueing)?;
+        let payload = helper_payload(payload, truthy(raw_data)?)?;
+        let retain = match retained.filter(|r| !r.is_none()) {
+            Some(r) => r.is_truthy()?,
+            None => self.publishing().retain,
+        };
         self.send(Message {
             topic: topic.to_owned(),
             payload,
@@ -348,7 +353,7 @@ impl Core {
         };
         let change = self.registry().add(topic, qos, handler);
         if let Some(registry::BrokerChange::Subscribe(filter, qos)) = change {
-            self.handle.send(Command::Subscribe { filter, qos })?;
+            self.handle.control(Command::Subscribe { filter, qos });
         }
         Ok(())
     }
@@ -378,10 +383,11 @@ impl Core {
         if ids.is_empty() {
             return Ok(());
         }
-        let changes = self.registry().remove(&ids);
+        let (changes, removed) = self.registry().remove(&ids);
+        drop(removed); // after the registry's lock is released
         for change in changes {
             if let registry::BrokerChange::Unsubscribe(filter) = change {
-                self.handle.send(Command::Unsubscribe { filter })?;
+                self.handle.control(Command::Unsubscribe { filter });
             }
         }
         Ok(())

@@ -62,20 +62,26 @@ impl<H> Registry<H> {
         }
     }
 
-    /// Removes subscriptions by id; returns the filters nobody uses any more.
-    pub fn remove(&mut self, ids: &[u64]) -> Vec<BrokerChange> {
+    /// Removes subscriptions by id; returns the filters nobody uses any more, and the removed
+    /// handlers, for the caller to drop after releasing its lock (dropping a Python callback
+    /// may run `__del__`, which may release the GIL).
+    pub fn remove(&mut self, ids: &[u64]) -> (Vec<BrokerChange>, Vec<H>) {
+        let (removed, kept): (Vec<_>, Vec<_>) = std::mem::take(&mut self.entries)
+            .into_iter()
+            .partition(|e| ids.contains(&e.id));
+        self.entries = kept;
         let mut gone: Vec<String> = Vec::new();
-        self.entries.retain(|e| {
-            let remove = ids.contains(&e.id);
-            if remove && !gone.contains(&e.filter) {
+        for e in &removed {
+            if !gone.contains(&e.filter) {
                 gone.push(e.filter.clone());
             }
-            !remove
-        });
-        gone.into_iter()
+        }
+        let changes = gone
+            .into_iter()
             .filter(|f| self.filter_qos(f).is_none())
             .map(BrokerChange::Unsubscribe)
-            .collect()
+            .collect();
+        (changes, removed.into_iter().map(|e| e.handler).collect())
     }
 
     pub fn entries(&self) -> impl Iterator<Item = &Entry<H>> {
@@ -122,11 +128,11 @@ mod tests {
             .filter(|e| e.handler == 1)
             .map(|e| e.id)
             .collect();
-        assert_eq!(r.remove(&ids), vec![Unsubscribe("b".into())]);
+        assert_eq!(r.remove(&ids).0, vec![Unsubscribe("b".into())]);
         let rest: Vec<u64> = r.entries().map(|e| e.id).collect();
-        assert_eq!(r.remove(&rest), vec![Unsubscribe("a".into())]);
+        assert_eq!(r.remove(&rest).0, vec![Unsubscribe("a".into())]);
         assert_eq!(r.filter_qos("a"), None);
-        assert_eq!(r.remove(&[99]), vec![]);
+        assert_eq!(r.remove(&[99]).0, vec![]);
     }
 
     #[test]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -147,6 +148,27 @@ def test_clean_shutdown_publishes_disconnected(core_factory, session_broker, sub
     assert sub.messages()[-1] == bye
     assert core.status()["state"] == "stopped"
     assert core.publish_event("Dwelling", {}) is False
+
+
+def test_shutdown_with_a_backlog_still_says_goodbye(core_factory, broker, subscriber_factory):
+    # More waiting than the broker takes in the close budget: the status message and
+    # DISCONNECT must still go out in time (they used to wait behind the whole backlog).
+    base = unique_base()
+    sub = subscriber_factory(broker.host, broker.port, f"{base}mqtt")
+    core = core_factory(settings_for(broker, base, publish={"offlineQueueSize": 200_000}))
+    wait_state(core, "connected")
+    sub.wait_for(f"{base}mqtt", predicate=lambda m: m.payload == b"connected")
+    blob = b"x" * 4096
+    for _ in range(100_000):
+        core.publish(f"{base}bulk", blob, False, 0, False, True)
+    assert core.status()["queue_depth"] > 0, "no backlog: the test proves nothing"
+    assert timed_stop(core) < 1.2
+    sub.wait_for(f"{base}mqtt", predicate=lambda m: m.payload == b"disconnected")
+    client_id = re.search(
+        r"New client connected from \S+ as (octoprint-mqtt-\S+) ", broker.log_text()
+    )
+    assert client_id, broker.log_text()[-2000:]
+    assert f"Received DISCONNECT from {client_id[1]}" in broker.log_text()
 
 
 def test_shutdown_is_bounded_with_a_dead_broker(core_factory, broker):

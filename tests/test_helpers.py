@@ -149,6 +149,33 @@ def test_retained_none_follows_broker_retain(plugin_factory, session_broker, sub
         assert {t for t in retained if t != f"{base}mqtt"} == expected
 
 
+def test_flags_take_any_truthy_value(plugin_factory, session_broker, subscriber_factory):
+    # Python callers pass 1/0 or None for the flags; they mean what bool() says.
+    base = unique_base()
+    plugin = plugin_factory(settings_for(session_broker, base, broker={"retain": False}))
+    sub = subscriber_factory(session_broker.host, session_broker.port, f"{base}#")
+    assert plugin.mqtt_publish(f"{base}one", "1", retained=1) is True
+    assert plugin.mqtt_publish(f"{base}zero", "0", retained=0) is True
+    assert plugin.mqtt_publish(f"{base}raw", 5, retained="", raw_data=1) is True
+    assert sub.wait_for(f"{base}raw").payload == b"5"
+    retained = read_retained(session_broker.host, session_broker.port, f"{base}#")
+    assert {t for t in retained if t != f"{base}mqtt"} == {f"{base}one"}
+
+
+def test_helpers_after_the_plugin_stopped(plugin_factory, session_broker):
+    # Consumers' own shutdown code may run after ours: nothing raises, publishing says False.
+    plugin = plugin_factory(settings_for(session_broker, unique_base()))
+    plugin._core.stop(1.0)
+    rec = Recorder()
+    assert plugin.mqtt_publish("after/stop", "x", allow_queueing=True) is False
+    assert plugin.mqtt_publish_with_timestamp("after/stop", {}) is False
+    plugin.mqtt_subscribe("after/#", rec)
+    plugin.mqtt_unsubscribe(rec)
+    plugin.mqtt_unsubscribe(rec, "after/#")
+    plugin._core.configure(settings_for(session_broker))
+    assert plugin._core.status()["state"] == "stopped"
+
+
 def test_offline_return_values_and_queue_keeps_each_retain_flag(
     plugin_factory, broker, subscriber_factory
 ):

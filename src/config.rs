@@ -252,6 +252,53 @@ pub struct PublishConfig {
     pub metadata_keys: Vec<String>,
 }
 
+/// Reads the settings tree. A value that cannot be used (a port of `""` from a cleared form
+/// field, a keepalive of `None`) falls back to its default, with a warning naming the key,
+/// instead of discarding the whole tree and with it every other setting.
+pub fn parse_lenient(mut value: serde_json::Value) -> (Settings, Vec<String>) {
+    let mut warnings = Vec::new();
+    loop {
+        match serde_path_to_error::deserialize::<_, Settings>(&value) {
+            Ok(settings) => return (settings, warnings),
+            Err(e) => {
+                let path = e.path().to_string();
+                warnings.push(format!(
+                    "plugins.mqtt.{path}: {}; using its default",
+                    e.inner()
+                ));
+                if !remove_path(&mut value, e.path()) {
+                    // Not a dict at all: nothing usable.
+                    return (Settings::default(), warnings);
+                }
+            }
+        }
+    }
+}
+
+/// Removes the value at `path` from nested objects; false when there is none to remove.
+fn remove_path(value: &mut serde_json::Value, path: &serde_path_to_error::Path) -> bool {
+    use serde_path_to_error::Segment;
+    let keys: Vec<&str> = path
+        .iter()
+        .map_while(|seg| match seg {
+            Segment::Map { key } => Some(key.as_str()),
+            _ => None,
+        })
+        .collect();
+    let Some((last, parents)) = keys.split_last() else {
+        return false;
+    };
+    let mut node = value;
+    for key in parents {
+        match node.get_mut(*key) {
+            Some(child) => node = child,
+            None => return false,
+        }
+    }
+    node.as_object_mut()
+        .is_some_and(|obj| obj.remove(*last).is_some())
+}
+
 /// The shortest keepalive the MQTT 5 client accepts.
 const MIN_V5_KEEPALIVE: u16 = 5;
 
@@ -552,6 +599,32 @@ mod tests {
         let old = c("MQTTv31");
         assert_eq!(old.protocol, Protocol::V311);
         assert!(old.protocol_note.unwrap().contains("3.1.1"));
+    }
+
+    #[test]
+    fn unusable_values_fall_back_to_their_defaults_alone() {
+        let (s, warnings) = parse_lenient(serde_json::json!({
+            "broker": {"url": "h", "port": "", "keepalive": null, "retain": "maybe",
+                       "tls": "not a dict"},
+            "publish": {"baseTopic": "mine/", "temperatureThreshold": "warm"},
+        }));
+        assert_eq!(s.broker.url.as_deref(), Some("h"));
+        assert_eq!(s.broker.port, 1883);
+        assert_eq!(s.broker.keepalive, 60);
+        assert!(s.broker.retain);
+        assert_eq!(s.broker.tls, Tls::default());
+        assert_eq!(s.publish.base_topic, "mine/");
+        assert_eq!(s.publish.temperature_threshold, 0.1);
+        assert_eq!(warnings.len(), 5, "{warnings:?}");
+        assert!(
+            warnings[0].starts_with("plugins.mqtt.broker.port: "),
+            "{warnings:?}"
+        );
+        assert!(warnings.iter().all(|w| w.ends_with("; using its default")));
+        let (_, none) = parse_lenient(serde_json::json!({"broker": {"port": "8883"}}));
+        assert!(none.is_empty());
+        let (_, top) = parse_lenient(serde_json::json!(["not", "a", "dict"]));
+        assert_eq!(top.len(), 1);
     }
 
     #[test]

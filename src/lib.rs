@@ -133,8 +133,12 @@ impl Core {
     /// are formatted right and kept until a call with `connect=True`.
     #[pyo3(signature = (settings, connect=true))]
     fn configure(&self, settings: &Bound<'_, PyAny>, connect: bool) -> PyResult<()> {
-        let settings: Settings = pythonize::depythonize(settings)
+        let tree: serde_json::Value = pythonize::depythonize(settings)
             .map_err(|e| PyValueError::new_err(format!("invalid MQTT settings: {e}")))?;
+        let (settings, warnings) = config::parse_lenient(tree);
+        for w in warnings {
+            warn!("{w}");
+        }
         if let Some(reset) = LOG_RESET.get() {
             // Pick up log levels changed in OctoPrint's logging settings.
             reset.lock().unwrap_or_else(|p| p.into_inner()).reset();

@@ -212,3 +212,21 @@ def test_containers_that_contain_themselves(core_factory, session_broker, subscr
     assert event_json(sub.wait_for(f"{base}event/Cyclic"))["d"]["self"] == str(d)
     assert core.publish(f"{base}helper", d) is True
     assert json.loads(sub.wait_for(f"{base}helper").payload)["again"] == str(d)
+
+
+def test_an_unusable_setting_falls_back_alone(
+    core_factory, session_broker, subscriber_factory, caplog
+):
+    # A cleared number field saves "" or None: that key gets its default, with a warning,
+    # and every other setting (here the broker's port as text, the base topic) still applies.
+    core, sub, base = connected_core(
+        core_factory,
+        session_broker,
+        subscriber_factory,
+        broker={"port": str(session_broker.port), "keepalive": None, "lwRetain": "sometimes"},
+    )
+    core.publish_event("Home", {})
+    sub.wait_for(f"{base}event/Home")
+    assert log_lines(caplog, "plugins.mqtt.broker.keepalive: ")
+    assert log_lines(caplog, "plugins.mqtt.broker.lwRetain: ")
+    assert len(log_lines(caplog, "using its default")) == 2

@@ -36,6 +36,9 @@ def settings_defaults():
             "retain": True,
             "lwRetain": True,
             "clean_session": True,
+            # Added: "tcp" or "websockets", and the WebSocket endpoint's path.
+            "transport": "tcp",
+            "ws_path": "/mqtt",
         },
         "client": {"client_id": None},
         "publish": {
@@ -208,7 +211,10 @@ class MqttPlugin(
         if event in JOB_EVENTS:
             self._start_progress_checks()
         if event == "PrintStarted" and self._metadata_active:
-            self._report(self._core.publish_metadata, self._file_metadata(payload))
+            metadata = self._file_metadata(payload)
+            # None would clear the retained values (SD card prints have no metadata).
+            if metadata is not None:
+                self._report(self._core.publish_metadata, metadata)
         elif event in JOB_END_EVENTS:
             self._report(self._core.publish_metadata, None)
 
@@ -220,6 +226,8 @@ class MqttPlugin(
 
     def _file_metadata(self, payload):
         payload = payload or {}
+        if payload.get("origin") != "local":
+            return None  # files on the printer's SD card have no metadata in OctoPrint
         try:
             return self._file_manager.get_metadata(payload.get("origin"), payload.get("path"))
         except Exception:

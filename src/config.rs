@@ -31,7 +31,7 @@ impl Default for Settings {
     }
 }
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Clone, Deserialize)]
 #[serde(default)]
 pub struct Broker {
     #[serde(deserialize_with = "optional_string")]
@@ -82,6 +82,20 @@ impl Default for Broker {
             transport: "tcp".into(),
             ws_path: "/mqtt".into(),
         }
+    }
+}
+
+impl std::fmt::Debug for Broker {
+    // Hand-written so that the password can never reach a log line through `{:?}`.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Broker")
+            .field("url", &self.url)
+            .field("port", &self.port)
+            .field("username", &self.username)
+            .field("password", &self.password.as_ref().map(|_| "<hidden>"))
+            .field("protocol", &self.protocol)
+            .field("tls_active", &self.tls_active)
+            .finish_non_exhaustive()
     }
 }
 
@@ -599,6 +613,14 @@ mod tests {
         let old = c("MQTTv31");
         assert_eq!(old.protocol, Protocol::V311);
         assert!(old.protocol_note.unwrap().contains("3.1.1"));
+    }
+
+    #[test]
+    fn debug_output_hides_the_password() {
+        let s = parse(r#"{"broker": {"url": "h", "username": "u", "password": "hunter2"}}"#);
+        let shown = format!("{s:?} {:?}", s.connection("id"));
+        assert!(!shown.contains("hunter2"), "{shown}");
+        assert!(shown.contains("<hidden>"), "{shown}");
     }
 
     #[test]

@@ -183,6 +183,11 @@ struct Runner {
     unacked: VecDeque<(u16, Message)>,
     /// The failure last logged; the same one is not logged again.
     last_reason: Option<String>,
+    /// When the current connection came up.
+    connected_at: Option<Instant>,
+    /// Why the last connection that ended right after it came up was lost: the same reason
+    /// again is not logged again (a broker dropping every connection at once).
+    quick_loss: Option<String>,
     dropped_in_outage: u64,
     /// `publish.offlineQueueSize`.
     offline_capacity: usize,
@@ -219,6 +224,8 @@ impl Runner {
             handed_bytes: 0,
             unacked: VecDeque::new(),
             last_reason: None,
+            connected_at: None,
+            quick_loss: None,
             dropped_in_outage: 0,
             offline_capacity: queue_capacity,
             filters: BTreeMap::new(),
@@ -420,11 +427,16 @@ impl Runner {
     fn on_connected(&mut self) {
         let Some(conn) = &self.conn else { return };
         self.connected = true;
+        self.connected_at = Some(Instant::now());
         if self.ever_connected {
             Shared::add(&self.shared.counters.reconnects, 1);
         }
         self.ever_connected = true;
         match self.last_reason.take() {
+            // Told once already: the broker drops us right after every connect.
+            Some(_) if self.quick_loss.is_some() => {
+                debug!("Reconnected to the MQTT broker at {}", conn.address())
+            }
             Some(_) => info!("Reconnected to the MQTT broker at {}", conn.address()),
             None => info!(
                 "Connected to the MQTT broker at {} as client {:?}",
@@ -465,7 +477,15 @@ impl Runner {
         let was_connected = std::mem::replace(&mut self.connected, false);
         self.requeue_in_flight();
         self.apply_queue_bound();
-        if was_connected {
+        let quick = was_connected
+            && self
+                .connected_at
+                .is_some_and(|t| t.elapsed() < session::STABLE_CONNECTION);
+        if quick && self.quick_loss.as_deref() == Some(reason.as_str()) {
+            debug!("Lost the connection to {address} again right after connecting: {reason}");
+        } else if quick {
+            warn!("Lost the connection to the MQTT broker at {address} right after connecting: {reason}; reconnecting with growing delays (is another client using the same client id?); not logged again while this repeats");
+        } else if was_connected {
             warn!("Lost the connection to the MQTT broker at {address}: {reason}; reconnecting, and keeping messages meanwhile");
         } else if self.last_reason.as_deref() != Some(reason.as_str()) {
             warn!(
@@ -474,6 +494,11 @@ impl Runner {
             );
         } else {
             debug!("Still cannot connect to {address}: {reason}");
+        }
+        if quick {
+            self.quick_loss = Some(reason.clone());
+        } else if was_connected {
+            self.quick_loss = None;
         }
         self.shared
             .set(State::BackingOff, Some(address), Some(reason.clone()));

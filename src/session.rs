@@ -223,12 +223,19 @@ fn ws_url(scheme: &str, cfg: &ConnectionConfig, path: &str) -> String {
 
 struct Backoff(Duration);
 
+/// A connection lost sooner than this after it came up does not reset the backoff.
+pub const STABLE_CONNECTION: Duration = Duration::from_secs(10);
+
 impl Backoff {
     fn new() -> Self {
         Backoff(BACKOFF_FIRST)
     }
-    fn reset(&mut self) {
-        self.0 = BACKOFF_FIRST;
+    /// Back to the first delay; returns the delay it replaced, for [`Backoff::restore`].
+    fn reset(&mut self) -> Duration {
+        std::mem::replace(&mut self.0, BACKOFF_FIRST)
+    }
+    fn restore(&mut self, d: Duration) {
+        self.0 = d;
     }
     fn next(&mut self) -> Duration {
         let d = self.0;
@@ -348,6 +355,9 @@ async fn drive(mut link: impl Link, tx: mpsc::Sender<NetEvent>, keepalive: Durat
     let silence_limit = keepalive * 3 / 2;
     let mut connected = false;
     let mut last_heard = Instant::now();
+    // When the current connection came up, and the backoff it reset.
+    let mut connected_at = Instant::now();
+    let mut backoff_before = BACKOFF_FIRST;
     loop {
         let step = if connected && !silence_limit.is_zero() {
             tokio::select! {
@@ -369,13 +379,19 @@ async fn drive(mut link: impl Link, tx: mpsc::Sender<NetEvent>, keepalive: Durat
                 let last = matches!(event, NetEvent::DisconnectSent);
                 if matches!(event, NetEvent::Connected) {
                     connected = true;
-                    backoff.reset();
+                    connected_at = Instant::now();
+                    backoff_before = backoff.reset();
                 }
                 if tx.send(event).await.is_err() || last {
                     return;
                 }
             }
             Err(reason) => {
+                // A broker that drops us right after accepting (another client with the same
+                // id, an ACL) would otherwise be reconnected to every second, forever.
+                if connected && connected_at.elapsed() < STABLE_CONNECTION {
+                    backoff.restore(backoff_before);
+                }
                 connected = false;
                 // The next attempt starts from scratch (also after the silence watchdog
                 // abandoned a connection mid-packet).

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import threading
 import time
 
@@ -128,3 +129,18 @@ def test_wrong_credentials_back_off_without_hammering(core_factory, broker_facto
     assert 2 <= attempts <= 4, attempts
     core.configure(settings_for(b, broker={"username": "u", "password": "right"}))
     wait_state(core, "connected", timeout=10)
+
+
+def test_two_clients_with_one_client_id_back_off_and_say_so_once(core_factory, broker, caplog):
+    # Two printers configured with the same client id: the broker drops each as the other
+    # connects. Without care both reconnect every second and log every time.
+    settings = settings_for(broker, unique_base(), client={"client_id": "same-id-twice"})
+    core_factory(settings)
+    core_factory(settings)
+    time.sleep(9)
+    connects = broker.log_text().count("as same-id-twice")
+    # Backoff 1, 2, 4 s for each core: about 4 connects each in 9 s, not 9 or more.
+    assert 3 <= connects <= 12, connects
+    told = [r.getMessage() for r in caplog.records if r.levelno >= logging.INFO]
+    assert len([m for m in told if "reconnecting with growing delays" in m]) <= 2, told
+    assert len([m for m in told if "Reconnected to the MQTT broker" in m]) <= 2, told

@@ -151,6 +151,7 @@ class MqttPlugin(
         for path, message in bad.items():
             self._logger.warning("MQTT setting %s not saved: %s", ".".join(path), message)
         validation.drop(data, bad)
+        validation.normalise(data)
         result = octoprint.plugin.SettingsPlugin.on_settings_save(self, data)
         self._push_settings()
         return result

@@ -89,3 +89,22 @@ def drop(changes, paths):
         for key in path[:-1]:
             node = node.get(key) or {}
         node.pop(path[-1], None)
+
+
+# Numbers arrive from the dialog's text fields as strings; stored as numbers, config.yaml stays
+# what a person (or another plugin reading it) expects.
+NUMBERS = {
+    ("broker", "port"): int,
+    ("broker", "keepalive"): int,
+    ("publish", "offlineQueueSize"): int,
+    ("publish", "temperatureThreshold"): float,
+}
+
+
+def normalise(changes):
+    """Turns the numeric settings present in `changes` into numbers (in place). Run after
+    `drop`, on values `problems` accepted."""
+    for (section, key), kind in NUMBERS.items():
+        node = changes.get(section)
+        if isinstance(node, dict) and isinstance(node.get(key), str):
+            node[key] = kind(float(node[key].strip())) if kind is int else kind(node[key])

@@ -26,7 +26,7 @@ pub fn test_connection(settings: &Settings, timeout: Duration) -> Outcome {
         Some(id) if !id.is_empty() => format!("{id}-test"),
         _ => generate_client_id().replacen("octoprint-mqtt-", "octoprint-mqtt-test-", 1),
     };
-    let Some(mut conn) = settings.connection(&client_id) else {
+    let Some(mut conn) = settings.connection("") else {
         return Outcome {
             ok: false,
             reason: "no broker host is set (enter the broker's host name or IP address)".into(),
@@ -39,6 +39,7 @@ pub fn test_connection(settings: &Settings, timeout: Duration) -> Outcome {
     // status topic when it hangs up, nor leave anything behind at the broker.
     conn.status = None;
     conn.clean_session = true;
+    conn.client_id = client_id;
     let address = conn.address();
     let protocol = match conn.protocol {
         Protocol::V311 => "MQTT 3.1.1",

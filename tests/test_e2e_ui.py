@@ -152,8 +152,22 @@ def test_settings_page_test_button_and_live_indicator(
     ui.screenshot("indicator-reconnected", top=NAVBAR)
     ui.close()
 
-    # A user without the permission: 403 from the API, no status, no password on the page.
+    # The API as the page uses it. A blank password tests with the saved one, but only
+    # against the broker it was saved for.
     api = f"{octoprint.url}/api/plugin/mqtt"
+    assert octoprint.get("/api/plugin/mqtt")["status"]["state"] == "connected"
+    blank = {"url": broker.host, "port": broker.port, "username": USER, "password": ""}
+    command = {"command": "test_connection", "settings": {"broker": blank}}
+    assert octoprint.post("/api/plugin/mqtt", command).json()["ok"] is True
+    command["settings"]["broker"]["url"] = "localhost"  # same broker, another name
+    assert REFUSED.search(octoprint.post("/api/plugin/mqtt", command).json()["reason"])
+
+    # A bad value sent to OctoPrint's settings API is not saved, and the log says why.
+    octoprint.save_settings({"plugins": {"mqtt": {"broker": {"port": 70000}}}})
+    assert octoprint.read_config()["plugins"]["mqtt"]["broker"]["port"] == broker.port
+    assert "MQTT setting broker.port not saved" in octoprint.log_text()
+
+    # A user without the permission: 403 from the API, no status, no password on the page.
     headers = {"X-Api-Key": viewer_key}
     assert requests.get(api, headers=headers, timeout=10).status_code == 403
     response = requests.post(

@@ -303,7 +303,8 @@ $(function () {
             var r = self.testResult();
             if (!r) return "";
             var elapsed = r.elapsed ? " (" + Math.round(r.elapsed * 1000) + " ms)" : "";
-            return (r.ok ? "" : gettext("Failed: ")) + r.reason + elapsed;
+            var reason = r.ok ? r.reason.charAt(0).toUpperCase() + r.reason.slice(1) : r.reason;
+            return (r.ok ? "" : gettext("Failed: ")) + reason + elapsed;
         });
     }
 

@@ -10,6 +10,7 @@ import importlib.metadata
 import os
 import re
 import subprocess
+import time
 
 import pytest
 import requests
@@ -147,7 +148,9 @@ def test_settings_page_test_button_and_live_indicator(
 
     # Outage: pushed to the page within seconds, with the reason.
     broker.stop()
+    stopped = time.monotonic()
     expect(indicator).to_have_attribute("data-state", "backing_off", timeout=PUSH_TIMEOUT_MS)
+    print(f"outage shown {time.monotonic() - stopped:.2f} s after the broker stopped")
     expect(indicator).to_have_attribute(
         "title", re.compile(r"MQTT: Disconnected \(.+\): (the broker closed|connection refused)")
     )
@@ -157,7 +160,9 @@ def test_settings_page_test_button_and_live_indicator(
 
     # Back: the plugin reconnects by itself (backoff 1, 2, 4 s) and the page follows.
     broker.start()
+    started = time.monotonic()
     expect(indicator).to_have_attribute("data-state", "connected", timeout=20_000)
+    print(f"reconnection shown {time.monotonic() - started:.2f} s after the broker started")
     ui.screenshot("indicator-reconnected", top=NAVBAR)
     indicator.click()  # opens Settings › MQTT
     expect(page.locator("#settings_plugin_mqtt")).to_be_visible()

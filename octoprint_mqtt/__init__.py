@@ -50,4 +50,5 @@ def __plugin_load__():
     __plugin_hooks__ = {
         "octoprint.comm.protocol.gcode.received": plugin.on_gcode_received,
         "octoprint.plugin.softwareupdate.check_config": plugin.get_update_information,
+        "octoprint.access.permissions": plugin.get_additional_permissions,
     }

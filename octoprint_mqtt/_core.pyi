@@ -58,11 +58,19 @@ class Core:
     @property
     def connected(self) -> bool: ...
     def status(self) -> dict[str, Any]:
-        """state, broker, since, last_error and the counters published, queued, dropped,
-        refused, received, reconnects, queue_depth."""
+        """state, broker, since, last_error, version and the counters published, queued,
+        dropped, refused, received, dispatch_dropped, reconnects, queue_depth."""
+    def wait_status(self, seen: int, timeout: float = 1.0) -> int:
+        """Waits without the GIL until the status version differs from ``seen`` (state,
+        broker or last error changed) or ``timeout`` passed; returns the current version."""
 
 def validate_topic(topic: str) -> None:
     """ValueError when ``topic`` cannot be published to (empty, wildcards, NUL, too long)."""
+
+def test_connection(settings: Mapping[str, Any], timeout: float = 5.0) -> dict[str, Any]:
+    """One connection attempt with a settings tree, on a throwaway client (no last will, its
+    own client id), waiting at most ``timeout`` s without the GIL. Returns ``ok``, ``reason``,
+    ``broker``, ``protocol`` and ``elapsed`` (seconds). ValueError for unparsable settings."""
 
 def encode_json(value: Any) -> bytes:
     """Any Python value as the JSON text the plugin publishes."""

@@ -11,8 +11,11 @@ import octoprint.plugin
 from octoprint.printer import PrinterCallback
 from octoprint.util import RepeatedTimer
 
+from . import api, validation
+
 # The only import of the native module.
 from ._core import Core, validate_topic
+from .status_push import StatusPusher
 
 PROGRESS_INTERVAL = 5.0
 # Events that mean a file is selected or printing: the progress check runs while one is.
@@ -29,7 +32,8 @@ def settings_defaults():
             "username": None,
             "password": None,
             "keepalive": 60,
-            "tls": {},
+            # Listed so that the settings dialog has a field for each.
+            "tls": {"ca_certs": None, "certfile": None, "keyfile": None, "ciphers": None},
             "tls_active": False,
             "tls_insecure": False,
             "protocol": "MQTTv311",
@@ -98,6 +102,7 @@ class MqttPlugin(
     octoprint.plugin.ProgressPlugin,
     octoprint.plugin.TemplatePlugin,
     octoprint.plugin.AssetPlugin,
+    octoprint.plugin.SimpleApiPlugin,
     PrinterCallback,
 ):
     def __init__(self):
@@ -109,6 +114,8 @@ class MqttPlugin(
         self._progress_timer = None
         self._last_progress = None
         self._timestamp_field = "_timestamp"
+        self._status_pusher = None
+        self._test_lock = threading.Lock()
 
     # ~~ settings
 
@@ -141,6 +148,11 @@ class MqttPlugin(
 
     def on_settings_save(self, data):
         # Never log `data`: it may hold the broker password.
+        bad = validation.problems(data, self._settings.get_all_data(merged=True))
+        for path, message in bad.items():
+            self._logger.warning("MQTT setting %s not saved: %s", ".".join(path), message)
+        validation.drop(data, bad)
+        validation.normalise(data)
         result = octoprint.plugin.SettingsPlugin.on_settings_save(self, data)
         self._push_settings()
         return result
@@ -195,8 +207,12 @@ class MqttPlugin(
             True,
         )
         self._printer.register_callback(self)
+        self._status_pusher = StatusPusher(self._core, self._push_status, logger=self._logger)
+        self._status_pusher.start()
 
     def on_shutdown(self):
+        if self._status_pusher is not None:
+            self._status_pusher.stop()
         self._printer.unregister_callback(self)
         with self._progress_lock:
             if self._progress_timer is not None:
@@ -345,13 +361,35 @@ class MqttPlugin(
             }
         }
 
-    # ~~ UI
+    # ~~ UI: settings page, navbar indicator, status and connection test (api.py)
 
     def get_template_configs(self):
-        return [{"type": "settings", "custom_bindings": False}]
+        return [
+            {"type": "settings", "custom_bindings": True},
+            {"type": "navbar", "custom_bindings": True},
+        ]
 
     def is_template_autoescaped(self):
         return True
 
     def get_assets(self):
-        return {}
+        return {"js": ["js/mqtt.js"], "css": ["css/mqtt.css"]}
+
+    def get_additional_permissions(self):
+        return [api.PERMISSION]
+
+    def is_api_protected(self):
+        return True
+
+    def get_api_commands(self):
+        return {"test_connection": []}
+
+    def on_api_get(self, request):
+        return api.status(self._core)
+
+    def on_api_command(self, command, data):
+        stored = self._settings.get_all_data(merged=True)
+        return api.test_connection(stored, self._test_lock, data)
+
+    def _push_status(self, status):
+        api.push_status(self._plugin_manager, self._identifier, status)

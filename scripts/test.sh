@@ -4,6 +4,8 @@
 set -euo pipefail
 source "$(dirname "$0")/env.sh"
 cd "$ROOT"
+# The browser tests drive Debian's Chromium (Playwright's own browser download is not used).
+apt_install chromium
 
 log "cargo fmt --check"
 cargo fmt --check

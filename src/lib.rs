@@ -10,6 +10,7 @@ mod error;
 mod events;
 mod message;
 mod payload;
+mod probe;
 mod queue;
 mod registry;
 mod session;
@@ -410,6 +411,15 @@ impl Core {
         self.handle.shared.is_connected()
     }
 
+    /// Waits (without the GIL) until the state, broker or last error changed since version
+    /// `seen`, or `timeout` seconds passed; returns the current version. Counters do not
+    /// count as a change: they move all the time.
+    #[pyo3(signature = (seen, timeout=1.0))]
+    fn wait_status(&self, py: Python<'_>, seen: u64, timeout: f64) -> u64 {
+        let timeout = Duration::from_secs_f64(timeout.clamp(0.0, 60.0));
+        py.detach(|| self.handle.shared.wait_change(seen, timeout))
+    }
+
     /// State, broker, since (Unix seconds), last error and counters, as a dict.
     fn status<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyDict>> {
         let s = self.handle.shared.snapshot();
@@ -425,6 +435,7 @@ impl Core {
                 .unwrap_or_default(),
         )?;
         d.set_item("last_error", s.last_error)?;
+        d.set_item("version", s.version)?;
         use std::sync::atomic::Ordering::Relaxed;
         for (name, v) in [
             ("published", &c.published),
@@ -513,6 +524,29 @@ fn validate_topic(topic: &str) -> PyResult<()> {
     Ok(topic::validate_topic(topic)?)
 }
 
+/// One connection attempt with the settings tree `settings` (unsaved settings from the
+/// dialog), on a client of its own: the live connection is not touched. Waits at most
+/// `timeout` seconds, without the GIL. Returns `{ok, reason, broker, protocol, elapsed}`.
+#[pyfunction]
+#[pyo3(signature = (settings, timeout=5.0))]
+fn test_connection<'py>(
+    py: Python<'py>,
+    settings: &Bound<'py, PyAny>,
+    timeout: f64,
+) -> PyResult<Bound<'py, PyDict>> {
+    let settings: Settings = pythonize::depythonize(settings)
+        .map_err(|e| PyValueError::new_err(format!("invalid MQTT settings: {e}")))?;
+    let timeout = Duration::from_secs_f64(timeout.clamp(0.1, 30.0));
+    let out = py.detach(|| probe::test_connection(&settings, timeout));
+    let d = PyDict::new(py);
+    d.set_item("ok", out.ok)?;
+    d.set_item("reason", out.reason)?;
+    d.set_item("broker", out.broker)?;
+    d.set_item("protocol", out.protocol)?;
+    d.set_item("elapsed", out.elapsed.as_secs_f64())?;
+    Ok(d)
+}
+
 /// Any Python value as the JSON text the plugin publishes.
 #[pyfunction]
 fn encode_json<'py>(py: Python<'py>, value: &Bound<'py, PyAny>) -> Bound<'py, PyBytes> {
@@ -547,6 +581,7 @@ fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(encode_json, m)?)?;
     m.add_function(wrap_pyfunction!(encode_event, m)?)?;
     m.add_function(wrap_pyfunction!(validate_topic, m)?)?;
+    m.add_function(wrap_pyfunction!(test_connection, m)?)?;
     m.add("__version__", env!("CARGO_PKG_VERSION"))?;
     Ok(())
 }

@@ -1,8 +1,8 @@
 //! What the Python side can read at any time without asking the core's thread.
 
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::Relaxed};
-use std::sync::Mutex;
-use std::time::SystemTime;
+use std::sync::{Condvar, Mutex};
+use std::time::{Duration, SystemTime};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum State {
@@ -36,6 +36,8 @@ pub struct Snapshot {
     pub broker: Option<String>,
     pub since: SystemTime,
     pub last_error: Option<String>,
+    /// Bumped on every change of the fields above, so a watcher can wait for the next one.
+    pub version: u64,
 }
 
 #[derive(Debug, Default)]
@@ -63,6 +65,7 @@ pub struct Shared {
     pub keeps_offline: AtomicBool,
     pub counters: Counters,
     snapshot: Mutex<Snapshot>,
+    changed: Condvar,
 }
 
 impl Default for Shared {
@@ -76,7 +79,9 @@ impl Default for Shared {
                 broker: None,
                 since: SystemTime::now(),
                 last_error: None,
+                version: 1,
             }),
+            changed: Condvar::new(),
         }
     }
 }
@@ -106,6 +111,7 @@ impl Shared {
         );
         self.keeps_offline.store(keeps, Relaxed);
         let mut s = self.snapshot.lock().unwrap_or_else(|p| p.into_inner());
+        let before = (s.state, s.broker.clone(), s.last_error.clone());
         if s.state != state {
             s.since = SystemTime::now();
         }
@@ -114,9 +120,46 @@ impl Shared {
         if last_error.is_some() {
             s.last_error = last_error;
         }
+        if before != (s.state, s.broker.clone(), s.last_error.clone()) {
+            s.version += 1;
+            self.changed.notify_all();
+        }
+    }
+
+    /// Waits until the snapshot's version differs from `seen` or `timeout` passed, and
+    /// returns the current version. Lets the Python side push status changes the moment they
+    /// happen without asking the core's thread anything.
+    pub fn wait_change(&self, seen: u64, timeout: Duration) -> u64 {
+        let s = self.snapshot.lock().unwrap_or_else(|p| p.into_inner());
+        let (s, _) = self
+            .changed
+            .wait_timeout_while(s, timeout, |s| s.version == seen)
+            .unwrap_or_else(|p| p.into_inner());
+        s.version
     }
 
     pub fn add(counter: &AtomicU64, n: u64) {
         counter.fetch_add(n, Relaxed);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::Arc;
+
+    #[test]
+    fn a_state_change_wakes_a_waiter_and_a_repeat_does_not() {
+        let shared = Arc::new(Shared::default());
+        let v = shared.wait_change(0, Duration::ZERO);
+        assert_eq!(shared.wait_change(v, Duration::from_millis(10)), v);
+        let waiter = {
+            let shared = shared.clone();
+            std::thread::spawn(move || shared.wait_change(v, Duration::from_secs(10)))
+        };
+        shared.set(State::Connecting, Some("h:1".into()), None);
+        assert_eq!(waiter.join().unwrap(), v + 1);
+        shared.set(State::Connecting, Some("h:1".into()), None);
+        assert_eq!(shared.wait_change(v + 1, Duration::from_millis(10)), v + 1);
     }
 }

@@ -1,0 +1,196 @@
+"""The settings page and the live connection status as a person uses them: headless Chromium
+(Debian's package, driven by Playwright) against a real OctoPrint with the plugin installed and
+a real Mosquitto that the test stops and restarts. Screenshots of every state land in
+tests/artifacts/.
+"""
+
+from __future__ import annotations
+
+import importlib.metadata
+import os
+import re
+import subprocess
+import time
+
+import pytest
+import requests
+
+try:
+    from playwright.sync_api import expect, sync_playwright
+
+    import octoprint_mqtt  # noqa: F401
+except ImportError as exc:
+    pytest.skip(
+        f"{exc}: pip-install the plugin and tests/requirements.txt to run the browser tests",
+        allow_module_level=True,
+    )
+
+if not any(ep.name == "mqtt" for ep in importlib.metadata.entry_points(group="octoprint.plugin")):
+    pytest.skip("the plugin is not installed", allow_module_level=True)
+
+from browser_env import CHROMIUM, OctoPrintUi, launch
+from octoprint_env import ADMIN_PASSWORD, ADMIN_USER
+
+if not os.path.exists(CHROMIUM):
+    pytest.skip(
+        "Debian's chromium is not installed (scripts/env.sh installs it)", allow_module_level=True
+    )
+
+pytestmark = pytest.mark.e2e
+
+STATUS_TOPIC = "octoprint/mqtt"
+USER, WRONG, RIGHT = "printer", "wrong-pw-U1x8", "right-pw-B4n6"
+VIEWER, VIEWER_PASSWORD = "viewer", "viewer-pw-for-tests"
+REFUSED = re.compile(r"refused the connection: (bad user name or password|not authorised)")
+# How soon the page must show a change the server pushed.
+PUSH_TIMEOUT_MS = 10_000
+# Pixels of the page's top that show the navbar and the indicator's details below it.
+NAVBAR = 140
+
+
+@pytest.fixture(scope="module")
+def chromium():
+    with sync_playwright() as playwright:
+        browser = launch(playwright)
+        yield browser
+        browser.close()
+
+
+def password_broker(broker_factory, tmp_path):
+    password_file = tmp_path / "mosquitto.passwd"
+    subprocess.run(
+        ["mosquitto_passwd", "-b", "-c", str(password_file), USER, RIGHT],
+        check=True,
+        capture_output=True,
+        timeout=10,
+    )
+    password_file.chmod(0o644)
+    # Anonymous stays allowed for the test's subscriber; the plugin sends a user name, which
+    # the password file checks.
+    return broker_factory(f"password_file {password_file}")
+
+
+@pytest.mark.timeout(300)
+def test_settings_page_test_button_and_live_indicator(
+    chromium, broker_factory, subscriber_factory, octoprint_factory, tmp_path
+):
+    broker = password_broker(broker_factory, tmp_path)
+    sub = subscriber_factory(broker.host, broker.port, STATUS_TOPIC)
+    octoprint = octoprint_factory({}, start=False)
+    viewer_key = octoprint.add_user(VIEWER, VIEWER_PASSWORD)
+    octoprint.start()
+
+    ui = OctoPrintUi(chromium, octoprint, ADMIN_USER, ADMIN_PASSWORD)
+    page = ui.page
+    indicator = page.locator("#mqtt_indicator")
+    # No broker configured yet: the indicator says so.
+    expect(indicator).to_have_attribute("data-state", "idle")
+    ui.screenshot("indicator-idle", top=NAVBAR)
+
+    ui.open_settings("settings_plugin_mqtt")
+    expect(page.locator("#mqtt_status_state")).to_have_text("Not configured")
+
+    # Checked as typed, with the message next to the field.
+    page.fill("#mqtt_broker_port", "70000")
+    expect(page.locator("#mqtt_tab_broker .mqtt-field-error").nth(1)).to_contain_text(
+        "whole number from 1 to 65535"
+    )
+    page.click('#mqtt_tabs a[href="#mqtt_tab_topics"]')
+    page.fill("#mqtt_event_topic", "event/+/x")
+    expect(page.locator("#mqtt_tab_topics")).to_contain_text("wildcards + or #")
+    ui.screenshot("settings-validation", "#settings_plugin_mqtt")
+    # Left as it is: Save puts it back to the saved value (below).
+    page.click('#mqtt_tabs a[href="#mqtt_tab_broker"]')
+
+    # Wrong credentials: Test shows the broker's refusal, and nothing is saved or connected.
+    page.fill("#mqtt_broker_url", broker.host)
+    page.fill("#mqtt_broker_port", str(broker.port))
+    page.click('#mqtt_tabs a[href="#mqtt_tab_security"]')
+    page.fill("#mqtt_broker_username", USER)
+    page.fill("#mqtt_broker_password", WRONG)
+    page.click("#mqtt_test_button")
+    result = page.locator("#mqtt_test_result")
+    expect(result).to_have_text(REFUSED, timeout=PUSH_TIMEOUT_MS)
+    expect(result).to_have_class(re.compile("alert-error"))
+    ui.screenshot("settings-test-refused", "#settings_plugin_mqtt")
+
+    # Fixed: connected, still without saving.
+    page.fill("#mqtt_broker_password", RIGHT)
+    page.click("#mqtt_test_button")
+    expect(result).to_have_text(
+        re.compile(f"Connected to {broker.host}:{broker.port} with MQTT 3.1.1"),
+        timeout=PUSH_TIMEOUT_MS,
+    )
+    expect(result).to_have_class(re.compile("alert-success"))
+    ui.screenshot("settings-test-connected", "#settings_plugin_mqtt")
+    assert not sub.messages(STATUS_TOPIC), "a test must not publish on the status topic"
+    assert octoprint.get("/api/plugin/mqtt")["status"]["state"] == "idle"
+
+    # Save: the plugin connects; the broker has `connected`, the page shows it.
+    ui.save_settings()
+    expect(page.locator(".ui-pnotify").filter(has_text="MQTT settings not saved")).to_contain_text(
+        "publish.eventTopic"
+    )
+    sub.wait_for(STATUS_TOPIC, timeout=20, predicate=lambda m: m.payload == b"connected")
+    assert "eventTopic" not in octoprint.read_config()["plugins"]["mqtt"].get("publish", {})
+    expect(indicator).to_have_attribute("data-state", "connected", timeout=PUSH_TIMEOUT_MS)
+    expect(indicator).to_have_attribute("title", f"MQTT: Connected ({broker.host}:{broker.port})")
+    ui.screenshot("indicator-connected", top=NAVBAR)
+    ui.open_settings("settings_plugin_mqtt")
+    expect(page.locator("#mqtt_status_state")).to_have_text("Connected")
+    expect(page.locator("#mqtt_status_broker")).to_have_text(f"{broker.host}:{broker.port}")
+    page.click("#mqtt_test_button")  # the saved settings, next to the live connection
+    expect(result).to_have_class(re.compile("alert-success"), timeout=PUSH_TIMEOUT_MS)
+    page.evaluate("PNotify.removeAll()")
+    ui.screenshot("settings-connected", "#settings_plugin_mqtt")
+    ui.screenshot("settings-dialog", "#settings_dialog")  # docs/settings.png
+    page.click('[data-test-id="settings-close-button"]')
+
+    # Outage: pushed to the page within seconds, with the reason.
+    broker.stop()
+    stopped = time.monotonic()
+    expect(indicator).to_have_attribute("data-state", "backing_off", timeout=PUSH_TIMEOUT_MS)
+    print(f"outage shown {time.monotonic() - stopped:.2f} s after the broker stopped")
+    expect(indicator).to_have_attribute(
+        "title", re.compile(r"MQTT: Disconnected \(.+\): (the broker closed|connection refused)")
+    )
+    indicator.hover()
+    expect(page.locator("#mqtt_indicator_details")).to_be_visible()
+    ui.screenshot("indicator-down", top=NAVBAR)
+
+    # Back: the plugin reconnects by itself (backoff 1, 2, 4 s) and the page follows.
+    broker.start()
+    started = time.monotonic()
+    expect(indicator).to_have_attribute("data-state", "connected", timeout=20_000)
+    print(f"reconnection shown {time.monotonic() - started:.2f} s after the broker started")
+    ui.screenshot("indicator-reconnected", top=NAVBAR)
+    indicator.click()  # opens Settings › MQTT
+    expect(page.locator("#settings_plugin_mqtt")).to_be_visible()
+    ui.close()
+
+    # The API as the page uses it. A blank password tests with the saved one, but only
+    # against the broker it was saved for.
+    api = f"{octoprint.url}/api/plugin/mqtt"
+    assert octoprint.get("/api/plugin/mqtt")["status"]["state"] == "connected"
+    blank = {"url": broker.host, "port": broker.port, "username": USER, "password": ""}
+    command = {"command": "test_connection", "settings": {"broker": blank}}
+    assert octoprint.post("/api/plugin/mqtt", command).json()["ok"] is True
+    command["settings"]["broker"]["url"] = "localhost"  # same broker, another name
+    assert REFUSED.search(octoprint.post("/api/plugin/mqtt", command).json()["reason"])
+
+    # A bad value sent to OctoPrint's settings API is not saved, and the log says why.
+    octoprint.save_settings({"plugins": {"mqtt": {"broker": {"port": 70000}}}})
+    assert octoprint.read_config()["plugins"]["mqtt"]["broker"]["port"] == broker.port
+    assert "MQTT setting broker.port not saved" in octoprint.log_text()
+
+    # A user without the permission: 403 from the API, no status, no password on the page.
+    headers = {"X-Api-Key": viewer_key}
+    assert requests.get(api, headers=headers, timeout=10).status_code == 403
+    response = requests.post(
+        api, json={"command": "test_connection", "settings": {}}, headers=headers, timeout=10
+    )
+    assert response.status_code == 403
+    viewer = OctoPrintUi(chromium, octoprint, VIEWER, VIEWER_PASSWORD)
+    expect(viewer.page.locator("#mqtt_indicator")).to_be_hidden()
+    assert RIGHT not in viewer.page.content()
+    viewer.close()

@@ -328,7 +328,9 @@ impl Runner {
         Shared::add(&self.shared.counters.dropped, n);
         if self.dropped_in_outage == 0 {
             warn!(
-                "The offline queue is full: dropping the oldest messages until the broker is back (raise publish.offlineQueueSize to keep more)"
+                "The offline queue is full ({} messages or {} MiB): dropping the oldest messages until the broker takes them again (raise publish.offlineQueueSize to keep more small messages)",
+                self.offline_capacity,
+                crate::queue::BYTES_MAX >> 20
             );
         }
         self.dropped_in_outage += n;

@@ -1,26 +1,40 @@
 //! The bounded queue of messages waiting for the broker. It keeps each message whole
 //! (topic, QoS, retain flag) and in order; when full it drops the oldest and counts them.
+//! Full means too many messages (`publish.offlineQueueSize`) or too many payload bytes:
+//! ten thousand queued camera snapshots would not fit in a Raspberry Pi's memory.
 
 use std::collections::VecDeque;
 
 use crate::message::Message;
 
+/// Payload bytes the queue keeps at most (the newest message always fits).
+pub const BYTES_MAX: usize = 64 << 20;
+
 #[derive(Debug)]
 pub struct OfflineQueue {
     items: VecDeque<Message>,
     capacity: usize,
+    bytes: usize,
+    byte_capacity: usize,
 }
 
 impl OfflineQueue {
     pub fn new(capacity: usize) -> Self {
+        Self::with_byte_capacity(capacity, BYTES_MAX)
+    }
+
+    pub fn with_byte_capacity(capacity: usize, byte_capacity: usize) -> Self {
         OfflineQueue {
             items: VecDeque::new(),
             capacity: capacity.max(1),
+            bytes: 0,
+            byte_capacity,
         }
     }
 
     /// Appends a new message; returns how many old ones had to go to make room.
     pub fn push_back(&mut self, msg: Message) -> u64 {
+        self.bytes += msg.payload.len();
         self.items.push_back(msg);
         self.trim()
     }
@@ -29,13 +43,16 @@ impl OfflineQueue {
     /// acknowledged) back in front, keeping their order: they are older than anything queued.
     pub fn requeue_front(&mut self, msgs: impl DoubleEndedIterator<Item = Message>) -> u64 {
         for msg in msgs.rev() {
+            self.bytes += msg.payload.len();
             self.items.push_front(msg);
         }
         self.trim()
     }
 
     pub fn pop_front(&mut self) -> Option<Message> {
-        self.items.pop_front()
+        let msg = self.items.pop_front()?;
+        self.bytes -= msg.payload.len();
+        Some(msg)
     }
 
     pub fn front(&self) -> Option<&Message> {
@@ -57,8 +74,10 @@ impl OfflineQueue {
 
     fn trim(&mut self) -> u64 {
         let mut n = 0;
-        while self.items.len() > self.capacity {
-            self.items.pop_front();
+        while self.items.len() > self.capacity
+            || (self.bytes > self.byte_capacity && self.items.len() > 1)
+        {
+            self.pop_front();
             n += 1;
         }
         n
@@ -111,6 +130,23 @@ mod tests {
         q.requeue_front(vec![msg(1), msg(2)].into_iter());
         let topics: Vec<_> = std::iter::from_fn(|| q.pop_front().map(|m| m.topic)).collect();
         assert_eq!(topics, ["t/1", "t/2", "t/5"]);
+    }
+
+    #[test]
+    fn byte_bound_drops_oldest_but_keeps_the_newest() {
+        let big = |i: u8, n: usize| Message {
+            payload: vec![i; n],
+            ..msg(i as usize)
+        };
+        let mut q = OfflineQueue::with_byte_capacity(100, 10);
+        assert_eq!(q.push_back(big(1, 4)), 0);
+        assert_eq!(q.push_back(big(2, 4)), 0);
+        assert_eq!(q.push_back(big(3, 4)), 1);
+        assert_eq!(q.front().unwrap().payload, [2; 4]);
+        assert_eq!(q.push_back(big(4, 50)), 2);
+        assert_eq!(q.len(), 1);
+        assert_eq!(q.pop_front().unwrap().payload.len(), 50);
+        assert_eq!(q.push_back(big(5, 10)), 0);
     }
 
     #[test]

@@ -234,6 +234,24 @@ def test_offline_queue_is_bounded_drops_oldest_and_says_so(
     assert log_lines(caplog, "15 messages were dropped")
 
 
+def test_offline_queue_is_bounded_in_bytes_too(core_factory, broker, subscriber_factory, caplog):
+    # 100 camera snapshots of 1 MiB while the broker is down: the newest 64 MiB are kept.
+    base = unique_base()
+    broker.stop()
+    core = core_factory(settings_for(broker, base))
+    wait_state(core, "backing_off")
+    for i in range(100):
+        blob = i.to_bytes(4, "big") + bytes(1024 * 1024 - 4)
+        assert core.publish(f"{base}snap", blob, False, 1, True, True) is True
+    wait_until(lambda: core.status()["dropped"] == 36, what="36 drops")
+    time.sleep(FIRST_RETRY_GAP)
+    broker.start()
+    sub = subscriber_factory(broker.host, broker.port, f"{base}#")
+    got = sub.wait_count(f"{base}snap", 64, timeout=30)
+    assert [int.from_bytes(m.payload[:4], "big") for m in got] == list(range(36, 100))
+    assert log_lines(caplog, "offline queue is full (10000 messages or 64 MiB)")
+
+
 def test_idle_without_a_broker_says_so_once(core_factory, caplog):
     core = core_factory({"broker": {"url": None}})
     wait_state(core, "idle")

@@ -308,8 +308,10 @@ impl Runner {
     }
 
     fn accept(&mut self, m: Message) {
+        // Before the first settings arrive the broker is unknown: kept like while offline
+        // (what the caller was told: `accepted` in lib.rs).
         let keep =
-            !self.configured || self.connected || (self.session.is_some() && m.queue_offline);
+            self.connected || (m.queue_offline && (!self.configured || self.session.is_some()));
         if !keep {
             Shared::add(&self.shared.counters.refused, 1);
             return;

@@ -286,6 +286,28 @@ def test_connection_settings_change_reconnects_other_changes_do_not(
     assert event_json(sub_b.wait_for(f"{base}event/Home"))["to"] == "b"
 
 
+def test_status_topic_change_says_disconnected_on_the_old_topic(
+    core_factory, session_broker, subscriber_factory
+):
+    old, new = unique_base(), unique_base()
+    sub = subscriber_factory(session_broker.host, session_broker.port, "#")
+    core = core_factory(settings_for(session_broker, old))
+    wait_state(core, "connected")
+    sub.wait_for(f"{old}mqtt", predicate=lambda m: m.payload == b"connected")
+    core.configure(settings_for(session_broker, old, publish={"lwTopic": "status"}))
+    sub.wait_for(f"{old}mqtt", predicate=lambda m: m.payload == b"disconnected")
+    sub.wait_for(f"{old}status", predicate=lambda m: m.payload == b"connected")
+    core.configure(settings_for(session_broker, new, publish={"lwTopic": "status"}))
+    sub.wait_for(f"{old}status", predicate=lambda m: m.payload == b"disconnected")
+    sub.wait_for(f"{new}status", predicate=lambda m: m.payload == b"connected")
+    retained = read_retained(session_broker.host, session_broker.port)
+    assert retained[f"{old}mqtt"].payload == b"disconnected"
+    assert retained[f"{old}status"].payload == b"disconnected"
+    assert retained[f"{new}status"].payload == b"connected"
+    # The new status topic: `disconnected` arrives after `connected`, in order.
+    assert [m.payload for m in sub.messages(f"{old}status")] == [b"connected", b"disconnected"]
+
+
 def test_credentials_refused_with_a_clear_reason_and_no_password_in_logs(
     core_factory, broker_factory, tmp_path, caplog
 ):

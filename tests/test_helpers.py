@@ -391,3 +391,19 @@ def test_dispatch_overflow_is_counted_and_logged(env, caplog):
         what="the overflow log line",
     )
     release.set()
+
+
+def test_before_the_first_settings_only_queueable_messages_are_kept(
+    plugin_factory, session_broker, subscriber_factory
+):
+    # Consumers may publish before this plugin read its settings: what they are told holds.
+    base = unique_base()
+    sub = subscriber_factory(session_broker.host, session_broker.port, f"{base}#")
+    plugin = plugin_factory()
+    assert plugin.mqtt_publish(f"{base}live", "x") is False
+    assert plugin.mqtt_publish(f"{base}kept", "y", allow_queueing=True) is True
+    plugin._core.configure(settings_for(session_broker, base))
+    assert sub.wait_for(f"{base}kept").payload == b"y"
+    sub.wait_for(f"{base}mqtt")
+    time.sleep(0.3)
+    assert sub.messages(f"{base}live") == []

@@ -315,6 +315,7 @@ def test_unsubscribe_rules(env, subscriber_factory):
     plugin.mqtt_unsubscribe(a.on_message)  # an equal bound method: both of a's filters
     plugin.mqtt_unsubscribe(b.on_message, topic=f"{base}z")  # only that filter
     time.sleep(0.2)
+    received = plugin._core.status()["received"]
     for t in ("x", "y", "z"):
         plugin.mqtt_publish(f"{base}{t}", t, retained=False)
     b.rec.wait(1)
@@ -322,6 +323,8 @@ def test_unsubscribe_rules(env, subscriber_factory):
     # `x` stayed subscribed at the broker because b still uses it.
     assert b.rec.topics() == [f"{base}x"]
     assert a.rec.calls == []
+    # `y` and `z` were unsubscribed at the broker, not just filtered here: only `x` came in.
+    assert plugin._core.status()["received"] - received == 1
 
 
 def test_raising_callback_is_logged_and_the_next_one_runs(env, caplog):

@@ -7,6 +7,7 @@ a test fail with a useful message instead of hanging the run.
 from __future__ import annotations
 
 import logging
+import subprocess
 import sys
 from pathlib import Path
 
@@ -83,6 +84,27 @@ def broker_factory(request: pytest.FixtureRequest, tmp_path_factory: pytest.Temp
         broker.stop()  # resumes a paused broker first
         if _test_failed(request):
             _print_tail(f"mosquitto log {broker.log_path}", broker.log_text())
+
+
+@pytest.fixture
+def password_broker_factory(broker_factory, tmp_path_factory: pytest.TempPathFactory):
+    """password_broker_factory(user, password, anonymous=True) -> Broker checking that one
+    user's password. Anonymous clients (the tests' own subscribers) stay allowed unless
+    `anonymous` is False; a client that sends a user name is checked all the same."""
+
+    def make(user: str, password: str, anonymous: bool = True) -> Broker:
+        password_file = tmp_path_factory.mktemp("passwd") / "passwd"
+        subprocess.run(
+            ["mosquitto_passwd", "-b", "-c", str(password_file), user, password],
+            check=True,
+            capture_output=True,
+            timeout=10,
+        )
+        password_file.chmod(0o644)  # mosquitto may run as another user
+        extra = "" if anonymous else "allow_anonymous false\n"
+        return broker_factory(f"{extra}password_file {password_file}\n")
+
+    return make
 
 
 @pytest.fixture

@@ -309,12 +309,9 @@ def test_status_topic_change_says_disconnected_on_the_old_topic(
 
 
 def test_credentials_refused_with_a_clear_reason_and_no_password_in_logs(
-    core_factory, broker_factory, tmp_path, caplog
+    core_factory, password_broker_factory, caplog
 ):
-    pwfile = tmp_path / "passwd"
-    subprocess.run(["mosquitto_passwd", "-b", "-c", str(pwfile), "printer", "right-pw"], check=True)
-    os.chmod(pwfile, 0o644)
-    b = broker_factory(f"allow_anonymous false\npassword_file {pwfile}\n")
+    b = password_broker_factory("printer", "right-pw", anonymous=False)
     secret = "wr0ng-S3CRET-pw"
     core = core_factory(settings_for(b, broker={"username": "printer", "password": secret}))
     status = wait_state(core, "backing_off")

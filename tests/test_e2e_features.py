@@ -9,7 +9,6 @@ from __future__ import annotations
 import importlib.metadata
 import json
 import re
-import subprocess
 import time
 from pathlib import Path
 from typing import Callable
@@ -529,19 +528,9 @@ def test_password_is_admin_only(broker, octoprint_factory):
 
 @pytest.mark.e2e
 @pytest.mark.timeout(180)
-def test_wrong_then_right_password(broker_factory, subscriber_factory, octoprint_factory, tmp_path):
+def test_wrong_then_right_password(password_broker_factory, subscriber_factory, octoprint_factory):
     user, wrong, right = "e2e-user", "wrong-pw-Q7e1", "right-pw-K9x3"
-    password_file = tmp_path / "mosquitto.passwd"
-    subprocess.run(
-        ["mosquitto_passwd", "-b", "-c", str(password_file), user, right],
-        check=True,
-        capture_output=True,
-        timeout=10,
-    )
-    password_file.chmod(0o644)
-    # Anonymous clients stay allowed for the test's own subscriber (it cannot log in); a
-    # client that sends a user name is checked against the password file all the same.
-    broker = broker_factory(f"password_file {password_file}")
+    broker = password_broker_factory(user, right)
     sub = subscriber_factory(broker.host, broker.port)
     octoprint = octoprint_factory({}, log_levels={"octoprint.plugins.mqtt": "DEBUG"})
     refused = re.compile(r"bad user name or password|not authorised")

@@ -9,7 +9,6 @@ from __future__ import annotations
 import importlib.metadata
 import os
 import re
-import subprocess
 import time
 
 import pytest
@@ -56,25 +55,11 @@ def chromium():
         browser.close()
 
 
-def password_broker(broker_factory, tmp_path):
-    password_file = tmp_path / "mosquitto.passwd"
-    subprocess.run(
-        ["mosquitto_passwd", "-b", "-c", str(password_file), USER, RIGHT],
-        check=True,
-        capture_output=True,
-        timeout=10,
-    )
-    password_file.chmod(0o644)
-    # Anonymous stays allowed for the test's subscriber; the plugin sends a user name, which
-    # the password file checks.
-    return broker_factory(f"password_file {password_file}")
-
-
 @pytest.mark.timeout(300)
 def test_settings_page_test_button_and_live_indicator(
-    chromium, broker_factory, subscriber_factory, octoprint_factory, tmp_path
+    chromium, password_broker_factory, subscriber_factory, octoprint_factory
 ):
-    broker = password_broker(broker_factory, tmp_path)
+    broker = password_broker_factory(USER, RIGHT)
     sub = subscriber_factory(broker.host, broker.port, STATUS_TOPIC)
     octoprint = octoprint_factory({}, start=False)
     viewer_key = octoprint.add_user(VIEWER, VIEWER_PASSWORD)

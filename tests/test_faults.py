@@ -113,14 +113,8 @@ def test_broker_killed_mid_burst_every_qos1_message_arrives(
     assert status["reconnects"] >= 1 and status["dropped"] == 0
 
 
-def test_wrong_credentials_back_off_without_hammering(core_factory, broker_factory, tmp_path):
-    import os
-    import subprocess
-
-    pwfile = tmp_path / "passwd"
-    subprocess.run(["mosquitto_passwd", "-b", "-c", str(pwfile), "u", "right"], check=True)
-    os.chmod(pwfile, 0o644)
-    b = broker_factory(f"allow_anonymous false\npassword_file {pwfile}\n")
+def test_wrong_credentials_back_off_without_hammering(core_factory, password_broker_factory):
+    b = password_broker_factory("u", "right", anonymous=False)
     core = core_factory(settings_for(b, broker={"username": "u", "password": "wrong"}))
     status = wait_state(core, "backing_off")
     assert "refused" in status["last_error"]

@@ -5,8 +5,6 @@ their throttle, the checks of saved values and the stored-password rule of the t
 
 from __future__ import annotations
 
-import os
-import subprocess
 import time
 
 import pytest
@@ -22,16 +20,8 @@ USER, PASSWORD = "printer", "right-pw-T5q2"
 
 
 @pytest.fixture
-def password_broker(broker_factory, tmp_path):
-    password_file = tmp_path / "passwd"
-    subprocess.run(
-        ["mosquitto_passwd", "-b", "-c", str(password_file), USER, PASSWORD],
-        check=True,
-        capture_output=True,
-        timeout=10,
-    )
-    os.chmod(password_file, 0o644)
-    return broker_factory(f"password_file {password_file}")
+def password_broker(password_broker_factory):
+    return password_broker_factory(USER, PASSWORD)
 
 
 def with_user(b, password, **broker):

@@ -96,9 +96,7 @@ def memory(cwd: Path, port: int, n: int, batch: int) -> dict:
     batch (the warm-up), and the client's own footprint."""
     out = {}
     for impl in IMPLS:
-        m = procs.worker(cwd, impl, "memory", port, f"memory-{impl}", n=n, batch=batch).result(
-            600
-        )
+        m = procs.worker(cwd, impl, "memory", port, f"memory-{impl}", n=n, batch=batch).result(600)
         cps = m["checkpoints"]
         out[impl] = {
             "growth_mib": (cps[-1][1] - cps[0][1]) / 1024,

@@ -58,7 +58,9 @@ class Proc:
         except subprocess.TimeoutExpired:
             self.proc.kill()
             self.proc.wait(5)
-            raise RuntimeError(f"{self.name} took longer than {timeout} s: {self.failure()}")
+            raise RuntimeError(
+                f"{self.name} took longer than {timeout} s: {self.failure()}"
+            ) from None
         self._reader.join(5)
         self._stderr.close()
         for line in reversed(self.lines):

@@ -28,7 +28,8 @@ def machine() -> str:
         ).stdout.splitlines()[0]
     except (OSError, IndexError, subprocess.SubprocessError):
         mosq = "mosquitto (version unknown)"
-    return f"{cpu}, {cores} cores, Linux {platform.release()}, Python {platform.python_version()}, {mosq}"
+    python = platform.python_version()
+    return f"{cpu}, {cores} cores, Linux {platform.release()}, Python {python}, {mosq}"
 
 
 def _fmt(v, unit: str) -> str:

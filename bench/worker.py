@@ -209,8 +209,7 @@ def offline(client, a) -> dict:
                 client.on_event(EVENT, payload)
             times.append(now_ns() - t)
         windows = [
-            percentiles(times[s : s + a.window], 50, 99)
-            for s in range(0, len(times), a.window)
+            percentiles(times[s : s + a.window], 50, 99) for s in range(0, len(times), a.window)
         ]
         p50, p99 = percentiles(times, 50, 99)
         result[name] = {"p50_ns": p50, "p99_ns": p99, "windows": windows}

@@ -49,6 +49,12 @@ def percentiles(values, *ps) -> list[int]:
     return [s[min(len(s) - 1, max(0, -(-len(s) * p // 100) - 1))] for p in ps]
 
 
+def trimmed_mean(values) -> float:
+    """The mean of the fastest 98%: without the calls a preempted thread stretched."""
+    s = sorted(values)[: max(1, len(values) * 98 // 100)]
+    return sum(s) / len(s)
+
+
 def sender(client, qos: int):
     """The call a publishing run makes: `on_event` at QoS 0 (the plugin's own events are QoS 0),
     `mqtt_publish` of the same event with its `_event` and `_timestamp` at QoS 1."""
@@ -209,7 +215,8 @@ def offline(client, a) -> dict:
                 client.on_event(EVENT, payload)
             times.append(now_ns() - t)
         windows = [
-            percentiles(times[s : s + a.window], 50, 99) for s in range(0, len(times), a.window)
+            [*percentiles(w, 50, 99), trimmed_mean(w)]
+            for w in (times[s : s + a.window] for s in range(0, len(times), a.window))
         ]
         p50, p99 = percentiles(times, 50, 99)
         result[name] = {"p50_ns": p50, "p99_ns": p99, "windows": windows}

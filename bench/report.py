@@ -97,8 +97,8 @@ def rows(r: dict) -> list[tuple]:
         out.append(
             (
                 "2",
-                f"throughput to a subscriber, QoS {qos} ({us['received']:,}/{bl['received']:,}/"
-                f"{ce['received']:,} received)",
+                f"throughput to a subscriber, QoS {qos} (median of {len(us['throughputs'])}; "
+                f"received {us['received']:,}/{bl['received']:,}/{ce['received']:,})",
                 "msg/s",
                 bl["throughput"],
                 us["throughput"],

@@ -47,7 +47,7 @@ def test_worker_modes(session_broker, tmp_path):
     assert latency["delivered"] >= 20
     assert len((tmp_path / "sent").read_text().splitlines()) == 20
 
-    memory = run_worker(tmp_path, port, "memory", "--n", "600", "--batch", "300")
+    memory = run_worker(tmp_path, port, "memory", "--n", "600", "--batch", "300", "--chunk", "100")
     assert [n for n, _ in memory["checkpoints"]] == [300, 600]
 
     def publish():

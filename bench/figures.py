@@ -16,13 +16,15 @@ def _sub(cwd: Path, port: int, name: str, qos: int, expect: int, **opts):
     )
 
 
-def _median_run(runs: list[dict]) -> dict:
-    """The run with the median throughput, with every run's throughput beside it: other
-    processes on the machine make single runs vary by 20% or more."""
-    ordered = sorted(runs, key=lambda r: r["throughput"])
-    chosen = dict(ordered[len(ordered) // 2])
-    chosen["throughputs"] = [round(r["throughput"]) for r in runs]
-    return chosen
+def _medians(runs: list[dict]) -> dict:
+    """Each figure's median over the runs, every run kept under "runs": other processes on
+    the machine make single runs vary by 20% or more."""
+    out = {"runs": runs, "reps": len(runs)}
+    for key, value in runs[0].items():
+        if isinstance(value, (int, float)):
+            values = sorted(r[key] for r in runs)
+            out[key] = values[len(values) // 2]
+    return out
 
 
 def _burst_python(cwd: Path, port: int, impl: str, qos: int, n: int, rep: int) -> dict:
@@ -73,7 +75,7 @@ def burst(cwd: Path, port: int, qos: int, n: int, reps: int) -> dict:
         for impl in IMPLS:
             runs[impl].append(_burst_python(cwd, port, impl, qos, n, rep))
         runs["ceiling"].append(_burst_ceiling(cwd, port, qos, n, rep))
-    return {impl: _median_run(r) for impl, r in runs.items()}
+    return {impl: _medians(r) for impl, r in runs.items()}
 
 
 def _latencies(sent_path: Path, recv_path: Path) -> dict:
@@ -92,11 +94,19 @@ def _latencies(sent_path: Path, recv_path: Path) -> dict:
     return {"p50_us": pct(50), "p99_us": pct(99), "max_us": lat[-1], "received": len(lat)}
 
 
-def latency(cwd: Path, port: int, qos: int, n: int) -> dict:
-    """Figure 4: event to subscriber, N events paced 1 ms apart."""
+def latency(cwd: Path, port: int, qos: int, n: int, reps: int) -> dict:
+    """Figure 4: event to subscriber, N events paced 1 ms apart; medians of `reps` runs."""
+    runs: dict = {impl: [] for impl in (*IMPLS, "ceiling")}
+    for rep in range(reps):
+        for impl, r in _latency_once(cwd, port, qos, n, rep).items():
+            runs[impl].append(r)
+    return {impl: _medians(r) for impl, r in runs.items()}
+
+
+def _latency_once(cwd: Path, port: int, qos: int, n: int, rep: int) -> dict:
     out = {}
     for impl in (*IMPLS, "ceiling"):
-        name = f"latency-{impl}-q{qos}"
+        name = f"latency-{impl}-q{qos}-{rep}"
         sent, recv = cwd / f"{name}.sent", cwd / f"{name}.recv"
         sub = _sub(cwd, port, f"{name}-sub", qos, n, times=recv)
         if impl == "ceiling":

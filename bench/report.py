@@ -49,7 +49,8 @@ def _fmt(v, unit: str) -> str:
 def _ratio(a, b) -> str:
     if a is None or b is None or b == 0:
         return "—"
-    return f"{a / b:.2f}"
+    r = a / b
+    return f"{r:.2f}" if r >= 0.1 else f"{r:.2g}"
 
 
 IMPLS = ("baseline", "ours")
@@ -97,7 +98,7 @@ def rows(r: dict) -> list[tuple]:
         out.append(
             (
                 "2",
-                f"throughput to a subscriber, QoS {qos} (median of {len(us['throughputs'])}; "
+                f"throughput to a subscriber, QoS {qos} (median of {us['reps']}; "
                 f"received {us['received']:,}/{bl['received']:,}/{ce['received']:,})",
                 "msg/s",
                 bl["throughput"],
@@ -139,7 +140,7 @@ def rows(r: dict) -> list[tuple]:
         out.append(
             (
                 "4",
-                f"latency p50, QoS {qos}",
+                f"latency p50, QoS {qos} (median of {us['reps']})",
                 "µs",
                 bl["p50_us"],
                 us["p50_us"],

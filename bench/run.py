@@ -89,7 +89,9 @@ def main() -> int:
                 results[f"burst_q{qos}"] = figures.burst(cwd, port, qos, size["n"], size["reps"])
             if "4" in a.only:
                 step(f"figure 4: latency of {size['latency_n']:,} events 1 ms apart, QoS {qos}")
-                results[f"latency_q{qos}"] = figures.latency(cwd, port, qos, size["latency_n"])
+                results[f"latency_q{qos}"] = figures.latency(
+                    cwd, port, qos, size["latency_n"], size["reps"]
+                )
             if "6" in a.only:
                 step(f"figure 6: {size['n']:,} messages into a Python callback, QoS {qos}")
                 results[f"inbound_q{qos}"] = figures.inbound(cwd, port, qos, size["n"])

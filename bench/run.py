@@ -84,7 +84,7 @@ def main() -> int:
             if set(a.only) & set("1235"):
                 step(
                     f"figures 1, 2, 3, 5: {size['n']:,} events as fast as possible, QoS {qos}, "
-                    f"{size['reps']} times"
+                    f"{size['reps']} run(s)"
                 )
                 results[f"burst_q{qos}"] = figures.burst(cwd, port, qos, size["n"], size["reps"])
             if "4" in a.only:

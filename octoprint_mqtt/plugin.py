@@ -176,10 +176,13 @@ class MqttPlugin(
         try:
             return call(*args)
         except ValueError as exc:
-            if str(exc) not in self._reported_errors:
-                self._reported_errors.add(str(exc))
-                self._logger.error("MQTT: %s", exc)
+            self._log_once(exc)
         return None
+
+    def _log_once(self, exc):
+        if str(exc) not in self._reported_errors:
+            self._reported_errors.add(str(exc))
+            self._logger.error("MQTT: %s", exc)
 
     # ~~ lifecycle
 
@@ -223,7 +226,12 @@ class MqttPlugin(
     # ~~ events
 
     def on_event(self, event, payload):
-        self._report(self._core.publish_event, event, payload)
+        # Called for every OctoPrint event on its event thread: the core call inline, without
+        # _report's extra call (see the README's benchmark).
+        try:
+            self._core.publish_event(event, payload)
+        except ValueError as exc:
+            self._log_once(exc)
         if event in JOB_EVENTS:
             self._start_progress_checks()
         if event == "PrintStarted" and self._metadata_active:

@@ -5,6 +5,8 @@ set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 VENV="${VENV:-$ROOT/.venv}"
 PYTHON="${PYTHON:-python3}"
+# What goes into $VENV besides the plugin (the benchmark uses a list of its own).
+REQUIREMENTS="${REQUIREMENTS:-$ROOT/tests/requirements.txt}"
 export ROOT VENV
 
 log() { printf '\033[1m==> %s\033[0m\n' "$*" >&2; }
@@ -33,10 +35,10 @@ if [ ! -x "$VENV/bin/python" ]; then
     "$PYTHON" -m venv "$VENV"
 fi
 stamp="$VENV/.requirements-installed"
-if [ ! -f "$stamp" ] || [ "$ROOT/tests/requirements.txt" -nt "$stamp" ]; then
-    log "installing OctoPrint and the test tools into $VENV (pip)"
+if [ ! -f "$stamp" ] || [ "$REQUIREMENTS" -nt "$stamp" ]; then
+    log "installing $(basename "$(dirname "$REQUIREMENTS")")/requirements.txt into $VENV (pip)"
     "$VENV/bin/pip" install -q --upgrade pip
-    "$VENV/bin/pip" install -q -r "$ROOT/tests/requirements.txt"
+    "$VENV/bin/pip" install -q -r "$REQUIREMENTS"
     touch "$stamp"
 fi
 

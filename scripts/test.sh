@@ -14,8 +14,8 @@ cargo clippy --quiet --all-targets -- -D warnings
 log "cargo test"
 cargo test --quiet
 log "ruff"
-"$VENV/bin/ruff" check --quiet octoprint_mqtt tests scripts
-"$VENV/bin/ruff" format --check --quiet octoprint_mqtt tests scripts
+"$VENV/bin/ruff" check --quiet octoprint_mqtt tests scripts bench
+"$VENV/bin/ruff" format --check --quiet octoprint_mqtt tests scripts bench
 install_plugin
 log "pytest"
 # The pytest script, not `python -m pytest`: that would put the checkout first on sys.path

@@ -249,7 +249,7 @@ impl Runner {
                     Some(cmd) => self.commands_batch(cmd).await,
                     None => break,
                 },
-                ev = next_event(&mut self.session) => self.net_event(ev),
+                ev = next_event(&mut self.session) => self.net_events(ev),
             }
         }
         // What was sent before the shutdown still goes out if the broker takes it in time.
@@ -355,6 +355,22 @@ impl Runner {
             .counters
             .queue_depth
             .store(self.queue.len() as u64, Relaxed);
+    }
+
+    /// Handles what the connection reported, and whatever else it has ready: one pass through
+    /// the select loop per network event cost more than the event itself (QoS 1 means two
+    /// events per message).
+    fn net_events(&mut self, first: Option<NetEvent>) {
+        self.net_event(first);
+        for _ in 0..BATCH {
+            let Some(s) = self.session.as_mut() else {
+                break;
+            };
+            match s.events.try_recv() {
+                Ok(ev) => self.net_event(Some(ev)),
+                Err(_) => break,
+            }
+        }
     }
 
     fn net_event(&mut self, ev: Option<NetEvent>) {

@@ -30,6 +30,9 @@ impl Handler {
     }
 }
 
+/// Messages delivered per hold of the GIL, at most.
+const BATCH: usize = 256;
+
 pub type SharedRegistry = Arc<Mutex<Registry<Handler>>>;
 
 pub fn spawn(
@@ -40,8 +43,16 @@ pub fn spawn(
         .name("mqtt-callbacks".into())
         .spawn(move || {
             // Ends when the core's thread drops its sender (at stop).
-            while let Ok(m) = messages.recv() {
-                Python::attach(|py| deliver(py, &registry, &m));
+            while let Ok(first) = messages.recv() {
+                // What else is waiting goes out under the same hold of the GIL: taking it
+                // for every message halved the rate callbacks can be called at. Bounded, so
+                // that OctoPrint's threads get the GIL between batches.
+                Python::attach(|py| {
+                    deliver(py, &registry, &first);
+                    for m in messages.try_iter().take(BATCH) {
+                        deliver(py, &registry, &m);
+                    }
+                });
             }
         })
 }

@@ -11,6 +11,7 @@ mod events;
 mod message;
 mod payload;
 mod probe;
+mod pystr;
 mod queue;
 mod registry;
 mod session;
@@ -159,7 +160,14 @@ impl Core {
     /// Publishes an OctoPrint event on `<base><eventTopic>` unless its class is switched off.
     /// Returns whether it was accepted (sent, or queued while offline).
     #[pyo3(signature = (event, payload=None))]
-    fn publish_event(&self, event: &str, payload: Option<&Bound<'_, PyAny>>) -> PyResult<bool> {
+    fn publish_event(
+        &self,
+        event: &Bound<'_, PyString>,
+        payload: Option<&Bound<'_, PyAny>>,
+    ) -> PyResult<bool> {
+        // Borrowed, not copied: see pystr.rs (this runs for every OctoPrint event).
+        let event = pystr::text(event);
+        let event = event.as_ref();
         let cfg = self.publishing();
         if !cfg.event_active || !cfg.events.enabled(events::classify(event)) {
             return Ok(false);
@@ -287,14 +295,15 @@ impl Core {
     #[pyo3(signature = (topic, payload, retained=None, qos=0, allow_queueing=None, raw_data=None))]
     fn publish(
         &self,
-        topic: &str,
+        topic: &Bound<'_, PyString>,
         payload: &Bound<'_, PyAny>,
         retained: Option<&Bound<'_, PyAny>>,
         qos: i64,
         allow_queueing: Option<&Bound<'_, PyAny>>,
         raw_data: Option<&Bound<'_, PyAny>>,
     ) -> PyResult<bool> {
-        topic::validate_topic(topic)?;
+        let topic = pystr::text(topic);
+        topic::validate_topic(&topic)?;
         let qos = Qos::try_from(qos)?;
         // Any truthy value, as Python code passes them (`retained=1`).
         let truthy = |v: Option<&Bound<'_, PyAny>>| v.map_or(Ok(false), |v| v.is_truthy());
@@ -305,7 +314,7 @@ impl Core {
             None => self.publishing().retain,
         };
         self.send(Message {
-            topic: topic.to_owned(),
+            topic: topic.into_owned(),
             payload,
             qos,
             retain,
@@ -456,7 +465,7 @@ impl Core {
 /// The bytes `mqtt_publish` sends for a payload (compat.md section 4).
 fn helper_payload(payload: &Bound<'_, PyAny>, raw_data: bool) -> PyResult<Vec<u8>> {
     if let Ok(s) = payload.cast::<PyString>() {
-        return Ok(s.to_string_lossy().as_bytes().to_vec());
+        return Ok(pystr::text(s).as_bytes().to_vec());
     }
     let is_bytes = payload.is_instance_of::<PyBytes>() || payload.is_instance_of::<PyByteArray>();
     if !raw_data {

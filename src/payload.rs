@@ -4,6 +4,9 @@
 //! keys stringified as Python's `json` module does, values JSON cannot carry written as their
 //! `str()`, NaN and infinities as `null`, integers of any size exact, UTF-8 text.
 
+use std::borrow::Cow;
+use std::io::Write as _;
+
 use pyo3::prelude::*;
 use pyo3::types::{PyBool, PyDict, PyFloat, PyInt, PyList, PyString, PyTuple};
 
@@ -90,7 +93,7 @@ pub fn encode_value(value: &Bound<'_, PyAny>) -> Vec<u8> {
 /// JSON text (`12.5`, `true`, `null`).
 pub fn encode_text(value: &Bound<'_, PyAny>) -> Vec<u8> {
     match value.cast::<PyString>() {
-        Ok(s) => s.to_string_lossy().as_bytes().to_vec(),
+        Ok(s) => crate::pystr::text(s).as_bytes().to_vec(),
         Err(_) => encode_value(value),
     }
 }
@@ -139,7 +142,7 @@ fn write_value(out: &mut Vec<u8>, v: &Bound<'_, PyAny>, path: &mut Path) {
     if v.is_none() {
         out.extend_from_slice(b"null");
     } else if let Ok(s) = v.cast::<PyString>() {
-        write_str(out, &s.to_string_lossy());
+        write_str(out, &crate::pystr::text(s));
     } else if let Ok(b) = v.cast::<PyBool>() {
         // Before int: bool is a subclass of int.
         out.extend_from_slice(if b.is_true() { b"true" } else { b"false" });
@@ -204,9 +207,9 @@ fn write_array<'py>(
 
 fn write_int(out: &mut Vec<u8>, v: &Bound<'_, PyAny>) {
     if let Ok(i) = v.extract::<i64>() {
-        out.extend_from_slice(i.to_string().as_bytes());
+        let _ = write!(out, "{i}");
     } else if let Ok(u) = v.extract::<u64>() {
-        out.extend_from_slice(u.to_string().as_bytes());
+        let _ = write!(out, "{u}");
     } else {
         // Beyond 64 bits: int's own decimal text is exact (and valid JSON).
         out.extend_from_slice(int_text(v).as_bytes());
@@ -223,7 +226,7 @@ fn write_float(out: &mut Vec<u8>, f: f64) {
 }
 
 fn write_u64(out: &mut Vec<u8>, n: u64) {
-    out.extend_from_slice(n.to_string().as_bytes());
+    let _ = write!(out, "{n}");
 }
 
 fn write_str(out: &mut Vec<u8>, s: &str) {
@@ -232,10 +235,16 @@ fn write_str(out: &mut Vec<u8>, s: &str) {
 
 /// Dict keys as Python's `json` turns them into strings; other key types by their `str()`
 /// (where `json` would raise).
-fn key_string(k: &Bound<'_, PyAny>) -> String {
+fn key_string<'a>(k: &'a Bound<'_, PyAny>) -> Cow<'a, str> {
     if let Ok(s) = k.cast::<PyString>() {
-        s.to_string_lossy().into_owned()
-    } else if k.is_none() {
+        crate::pystr::text(s)
+    } else {
+        Cow::Owned(other_key_string(k))
+    }
+}
+
+fn other_key_string(k: &Bound<'_, PyAny>) -> String {
+    if k.is_none() {
         "null".into()
     } else if let Ok(b) = k.cast::<PyBool>() {
         if b.is_true() { "true" } else { "false" }.into()

@@ -358,17 +358,31 @@ async fn drive(mut link: impl Link, tx: mpsc::Sender<NetEvent>, keepalive: Durat
     // When the current connection came up, and the backoff it reset.
     let mut connected_at = Instant::now();
     let mut backoff_before = BACKOFF_FIRST;
+    // One timer for the whole connection, moved only when it fires before the real deadline:
+    // arming a new one for every step cost a timer-wheel insert and removal per message.
+    let watchdog = tokio::time::sleep(silence_limit);
+    tokio::pin!(watchdog);
     loop {
-        let step = if connected && !silence_limit.is_zero() {
-            tokio::select! {
-                step = link.step() => step,
-                _ = tokio::time::sleep_until(last_heard + silence_limit) => Err(format!(
-                    "the broker stopped answering (nothing received for {} s, 1.5 times the keepalive)",
-                    silence_limit.as_secs()
-                )),
+        let step = {
+            let step = link.step();
+            tokio::pin!(step);
+            loop {
+                tokio::select! {
+                    s = &mut step => break s,
+                    _ = &mut watchdog, if connected && !silence_limit.is_zero() => {
+                        let deadline = last_heard + silence_limit;
+                        if Instant::now() < deadline {
+                            // Heard from the broker since: keep polling the same step.
+                            watchdog.as_mut().reset(deadline);
+                            continue;
+                        }
+                        break Err(format!(
+                            "the broker stopped answering (nothing received for {} s, 1.5 times the keepalive)",
+                            silence_limit.as_secs()
+                        ));
+                    }
+                }
             }
-        } else {
-            link.step().await
         };
         match step {
             Ok(Step { event, heard }) => {
@@ -381,6 +395,7 @@ async fn drive(mut link: impl Link, tx: mpsc::Sender<NetEvent>, keepalive: Durat
                     connected = true;
                     connected_at = Instant::now();
                     backoff_before = backoff.reset();
+                    watchdog.as_mut().reset(last_heard + silence_limit);
                 }
                 if tx.send(event).await.is_err() || last {
                     return;

@@ -1,0 +1,90 @@
+"""A single-file OctoPrint plugin for figure 8: once OctoPrint is up, it times calls into the
+loaded MQTT plugin from a thread of its own, as OctoPrint's event thread and other plugins
+make them, and writes p50/p99 to the file named by MQTT_BENCH_OUT.
+
+Not part of the MQTT plugin: run.py copies it into a throw-away OctoPrint's plugins folder.
+"""
+
+import json
+import os
+import threading
+import time
+
+import octoprint.plugin
+
+
+def _percentiles(values):
+    s = sorted(values)
+    return {
+        "p50_us": s[len(s) // 2] / 1e3,
+        "p99_us": s[min(len(s) - 1, len(s) * 99 // 100)] / 1e3,
+    }
+
+
+class MqttTimingPlugin(octoprint.plugin.StartupPlugin):
+    def on_after_startup(self):
+        threading.Thread(target=self._run, name="mqtt-timing", daemon=True).start()
+
+    def _run(self):
+        out = os.environ.get("MQTT_BENCH_OUT")
+        n = int(os.environ.get("MQTT_BENCH_N", "20000"))
+        try:
+            result = self._measure(n)
+        except Exception as exc:  # the driver reads the reason from the file
+            self._logger.exception("MQTT timing failed")
+            result = {"error": repr(exc)}
+        if out:
+            with open(out + ".tmp", "w") as f:
+                json.dump(result, f)
+            os.replace(out + ".tmp", out)
+
+    def _measure(self, n):
+        info = self._plugin_manager.get_plugin_info("mqtt")
+        if info is None or info.implementation is None:
+            raise RuntimeError("the MQTT plugin is not loaded")
+        mqtt = info.implementation
+        publish = self._plugin_manager.get_helpers("mqtt", "mqtt_publish")["mqtt_publish"]
+        deadline = time.monotonic() + 15
+        while not mqtt._core.connected:
+            if time.monotonic() > deadline:
+                raise RuntimeError("the MQTT plugin did not connect")
+            time.sleep(0.01)
+        now = time.perf_counter_ns
+        result = {"n": n}
+        # OctoPrint's event manager calls on_event with a payload dict it built for the event.
+        times = []
+        for i in range(n):
+            payload = {
+                "name": f"benchy_{i:07d}.gcode",
+                "path": f"prints/calibration/benchy_{i:07d}.gcode",
+                "origin": "local",
+                "size": 3688412,
+                "owner": "admin",
+                "user": "admin",
+            }
+            t = now()
+            mqtt.on_event("FileAdded", payload)
+            times.append(now() - t)
+        result["on_event"] = _percentiles(times)
+        # One event at a time, as OctoPrint fires them: each finds the core's thread asleep.
+        times = []
+        for i in range(min(n, 2000)):
+            time.sleep(0.001)
+            payload = {"name": f"benchy_{i:07d}.gcode", "origin": "local", "size": 3688412}
+            t = now()
+            mqtt.on_event("FileAdded", payload)
+            times.append(now() - t)
+        result["on_event_paced"] = _percentiles(times)
+        times = []
+        for i in range(n):
+            payload = {"state": "ON", "n": i}
+            t = now()
+            publish("bench8/helper/lamp", payload)
+            times.append(now() - t)
+        result["mqtt_publish"] = _percentiles(times)
+        return result
+
+
+__plugin_name__ = "MQTT timing (benchmark)"
+__plugin_pythoncompat__ = ">=3.8,<4"
+__plugin_implementation__ = MqttTimingPlugin()

@@ -1,0 +1,126 @@
+"""The benchmark: the classic Python path (baseline), this plugin's entry points into the
+Rust core (ours) and the fastest plain client (ceiling), one after the other against one
+Mosquitto on loopback, then one table. Run it through scripts/bench.sh, which builds and
+installs what it needs.
+
+    python bench/run.py [--quick] [--only FIGURES] [--out DIR]
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import json
+import os
+import sys
+import time
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+ROOT = HERE.parent
+sys.path.insert(0, str(ROOT / "tests"))  # the suite's real-broker and real-OctoPrint helpers
+
+import figures  # noqa: E402
+import report  # noqa: E402
+from mqtt_env import Broker, free_port  # noqa: E402
+
+FULL = {"n": 100_000, "reps": 3, "latency_n": 2_000, "memory_n": 1_000_000, "offline_n": 20_000}
+QUICK = {"n": 10_000, "reps": 1, "latency_n": 500, "memory_n": 100_000, "offline_n": 20_000}
+ALL = "12345678"
+
+# Mosquitto's defaults drop QoS 1 messages beyond 1,000 queued for a subscriber that is
+# momentarily behind, and allow only 20 in flight: the broker would be measured, not clients.
+BROKER_CONF = "max_queued_messages 0\nmax_inflight_messages 1000\n"
+
+
+def inside_octoprint(cwd: Path, broker: Broker, n: int) -> dict:
+    """Figure 8: a real OctoPrint with this plugin and the timing plugin loaded."""
+    from octoprint_env import OctoPrintInstance
+
+    out = cwd / "octoprint-timing.json"
+    os.environ["MQTT_BENCH_OUT"] = str(out)
+    os.environ["MQTT_BENCH_N"] = str(n)
+    instance = OctoPrintInstance(
+        cwd / "octoprint",
+        free_port(),
+        {"broker": {"url": broker.host, "port": broker.port}, "publish": {"baseTopic": "bench8/"}},
+        plugin_files=[HERE / "octoprint_timing.py"],
+    )
+    instance.start(timeout=90)
+    try:
+        deadline = time.monotonic() + 120
+        while not out.exists():
+            if time.monotonic() > deadline or not instance.running:
+                raise RuntimeError(
+                    f"no timing results from OctoPrint:\n{instance.log_text()[-3000:]}"
+                )
+            time.sleep(0.2)
+    finally:
+        instance.stop()
+    return json.loads(out.read_text())
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--quick", action="store_true", help="10x fewer events (about a minute)")
+    ap.add_argument("--only", default=ALL, help="figures to run, e.g. 124 (default: all)")
+    ap.add_argument("--out", type=Path, help="folder for results (default: bench/runs/<time>)")
+    a = ap.parse_args()
+    size = QUICK if a.quick else FULL
+    stamp = datetime.datetime.now(datetime.timezone.utc).strftime("%Y%m%dT%H%M%SZ")
+    cwd = (a.out or HERE / "runs" / stamp).resolve()
+    cwd.mkdir(parents=True, exist_ok=True)
+    started = time.monotonic()
+
+    def step(title: str) -> None:
+        print(f"[{time.monotonic() - started:6.1f} s] {title}", file=sys.stderr, flush=True)
+
+    broker = Broker(BROKER_CONF, workdir=cwd / "broker", quiet=True)
+    broker.start()
+    port = broker.port
+    results: dict = {"size": size}
+    try:
+        for qos in (0, 1):
+            if set(a.only) & set("1235"):
+                step(
+                    f"figures 1, 2, 3, 5: {size['n']:,} events as fast as possible, QoS {qos}, "
+                    f"{size['reps']} run(s)"
+                )
+                results[f"burst_q{qos}"] = figures.burst(cwd, port, qos, size["n"], size["reps"])
+            if "4" in a.only:
+                step(f"figure 4: latency of {size['latency_n']:,} events 1 ms apart, QoS {qos}")
+                results[f"latency_q{qos}"] = figures.latency(
+                    cwd, port, qos, size["latency_n"], size["reps"]
+                )
+            if "6" in a.only:
+                step(f"figure 6: {size['n']:,} messages into a Python callback, QoS {qos}")
+                results[f"inbound_q{qos}"] = figures.inbound(cwd, port, qos, size["n"])
+        if "5" in a.only:
+            step(f"figure 5: memory over {size['memory_n']:,} events")
+            results["memory"] = figures.memory(
+                cwd, port, size["memory_n"], max(1, size["memory_n"] // 10)
+            )
+        if "7" in a.only:
+            step(f"figure 7: {size['offline_n']:,} calls each with the broker down")
+            results["offline"] = figures.offline(cwd, free_port(), size["offline_n"])
+        if "8" in a.only:
+            step("figure 8: inside a real OctoPrint")
+            results["octoprint"] = inside_octoprint(cwd, broker, 20_000)
+    finally:
+        broker.stop()
+    results["machine"] = report.machine()
+    results["date"] = stamp
+    results["seconds"] = time.monotonic() - started
+    (cwd / "results.json").write_text(json.dumps(results, indent=1))
+    text = (
+        f"Benchmark of {stamp} ({results['seconds']:.0f} s{', quick' if a.quick else ''}) on "
+        f"{results['machine']}\n\n{report.table(results)}\n"
+    )
+    (cwd / "table.md").write_text(text)
+    print(text)
+    print(f"(raw figures in {cwd / 'results.json'})", file=sys.stderr)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

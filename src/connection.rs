@@ -504,7 +504,7 @@ impl Runner {
         if quick && self.quick_loss.as_deref() == Some(reason.as_str()) {
             debug!("Lost the connection to {address} again right after connecting: {reason}");
         } else if quick {
-            warn!("Lost the connection to the MQTT broker at {address} right after connecting: {reason}; reconnecting with growing delays (is another client using the same client id?); not logged again while this repeats");
+            warn!("Lost the connection to the MQTT broker at {address} right after connecting: {reason}; reconnecting with growing delays. If this repeats, the broker drops this client at once (is another client using the same client id, or does its ACL refuse it?); not logged again while it does");
         } else if was_connected {
             warn!("Lost the connection to the MQTT broker at {address}: {reason}; reconnecting, and keeping messages meanwhile");
         } else if self.last_reason.as_deref() != Some(reason.as_str()) {

@@ -16,6 +16,7 @@ __plugin_description__ = (
 )
 __plugin_author__ = "octoprint-mqtt developers"
 __plugin_license__ = "AGPLv3"
+__plugin_url__ = "https://github.com/octoprint-mqtt/octoprint-mqtt"
 __plugin_pythoncompat__ = ">=3.8,<4"
 
 _logger = logging.getLogger("octoprint.plugins.mqtt")

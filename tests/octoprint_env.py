@@ -90,6 +90,7 @@ class OctoPrintInstance:
         classic_config: bool = False,
         write_mqtt_section: bool = True,
         plugin_files: list[Path] | None = None,
+        venv: Path | None = None,
     ) -> None:
         self.basedir = Path(basedir)
         self.port = port
@@ -104,7 +105,9 @@ class OctoPrintInstance:
         # Single-file plugins copied into <basedir>/plugins/, where OctoPrint loads them from.
         self.plugin_files = [Path(f) for f in plugin_files or []]
         self.api_key = secrets.token_hex(16)
-        self.executable = Path(sys.executable).parent / "octoprint"
+        # OctoPrint of the virtualenv `venv` (install tests), else of the one running the tests.
+        bin_dir = Path(venv) / "bin" if venv else Path(sys.executable).parent
+        self.executable = bin_dir / "octoprint"
         self.serve_log_path = self.basedir / "serve.log"
         self.proc: subprocess.Popen | None = None
         self._prepared = False
@@ -261,6 +264,10 @@ class OctoPrintInstance:
         except subprocess.TimeoutExpired:
             self.kill()
         return time.monotonic() - started
+
+    def restart(self, timeout: float = 60.0) -> None:
+        self.stop()
+        self.start(timeout)
 
     def kill(self) -> None:
         if self.running:

@@ -9,7 +9,6 @@ instead of failing OctoPrint's plugin loading.
 import logging
 
 __plugin_name__ = "MQTT"
-__plugin_version__ = "0.1.0"
 __plugin_description__ = (
     "Publishes OctoPrint events, progress and temperatures to an MQTT broker "
     "and lets other plugins publish and subscribe through it."

@@ -31,7 +31,8 @@ DIST_NAME = "OctoPrint-MQTT"
 
 
 def project_version() -> str:
-    text = (ROOT / "pyproject.toml").read_text()
+    """The package version: Cargo.toml's (pyproject.toml takes it from there)."""
+    text = (ROOT / "Cargo.toml").read_text()
     return re.search(r'^version = "([^"]+)"', text, re.M).group(1)
 
 

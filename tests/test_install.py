@@ -32,6 +32,8 @@ from install_env import (
 pytestmark = [pytest.mark.e2e, pytest.mark.install]
 
 MAX_WHEEL_BYTES = 3 * 1024 * 1024
+# The classic plugin's last version (it is not on PyPI; a stand-in of ours plays it).
+CLASSIC_VERSION = "0.8.18"
 VERSION = project_version()
 
 
@@ -203,8 +205,8 @@ def test_upgrade_over_older_octoprint_mqtt_then_uninstall(
     dists, tmp_path, fresh_venv, session_broker, subscriber_factory, octoprint_factory
 ):
     venv = fresh_venv()
-    venv.pip("install", write_standin_wheel(tmp_path, "0.0.1"))
-    assert venv.installed_version() == "0.0.1"
+    venv.pip("install", write_standin_wheel(tmp_path, CLASSIC_VERSION))
+    assert venv.installed_version() == CLASSIC_VERSION
     marker = venv.site_packages() / "octoprint_mqtt" / "standin_marker.py"
     assert marker.exists()
 
@@ -213,12 +215,16 @@ def test_upgrade_over_older_octoprint_mqtt_then_uninstall(
     octoprint = octoprint_factory(
         broker_settings(session_broker), classic_config=True, venv=venv.path
     )
-    assert loaded_plugin_version(octoprint.log_text()) == "0.0.1"
+    assert loaded_plugin_version(octoprint.log_text()) == CLASSIC_VERSION
     octoprint.stop()
 
-    # A plain install, as the README says: pip replaces the old distribution.
-    output = venv.pip("install", dists.wheel)
-    assert re.search(r"Successfully uninstalled octoprint[-_]mqtt-0\.0\.1", output, re.I), output
+    # An upgrade by name from a package index, as `pip install -U OctoPrint-MQTT` from PyPI:
+    # only a version above the classic plugin's makes pip replace it.
+    output = venv.pip(
+        "install", "--upgrade", "--no-index", "--find-links", dists.wheel.parent, "OctoPrint-MQTT"
+    )
+    uninstalled = rf"Successfully uninstalled octoprint[-_]mqtt-{re.escape(CLASSIC_VERSION)}"
+    assert re.search(uninstalled, output, re.I), output
     assert venv.installed_version() == VERSION
     assert not marker.exists(), "the old plugin's files were left behind"
     assert venv.dist_infos() == [f"octoprint_mqtt-{VERSION}.dist-info"]

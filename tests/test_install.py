@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import configparser
 import re
+import shutil
 import tarfile
 import time
 import uuid
@@ -260,16 +261,18 @@ def test_upgrade_over_older_octoprint_mqtt_then_uninstall(
 # --------------------------------------------------------------------------
 
 
-def plugin_manager_config() -> dict:
-    """The plugin manager on (the other tests turn it off), without its internet fetches: the
-    repository and notices URLs point at a closed loopback port."""
+def plugin_manager_config(url: str) -> dict:
+    """The plugin manager on (the other tests turn it off), with its plugin repository and
+    notices fetched from `url` instead of the internet."""
     from octoprint_env import DISABLED_PLUGINS
 
-    nowhere = "http://127.0.0.1:9/"
     return {
         "plugins": {
             "_disabled": [p for p in DISABLED_PLUGINS if p != "pluginmanager"],
-            "pluginmanager": {"repository": nowhere, "notices": nowhere},
+            "pluginmanager": {
+                "repository": f"{url}/plugins.json",
+                "notices": f"{url}/notices.json",
+            },
         }
     }
 
@@ -295,7 +298,7 @@ def wait_for_install(octoprint, key: str, timeout: float) -> dict:
 
 @pytest.mark.timeout(900)
 def test_plugin_manager_installs_sdist_then_uninstalls(
-    dists, fresh_venv, session_broker, subscriber_factory, octoprint_factory, monkeypatch
+    dists, tmp_path, fresh_venv, session_broker, subscriber_factory, octoprint_factory, monkeypatch
 ):
     venv = fresh_venv()
     base = unique_base()
@@ -304,11 +307,17 @@ def test_plugin_manager_installs_sdist_then_uninstalls(
     for key, value in build_env().items():
         monkeypatch.setenv(key, value)
 
-    with serve_directory(dists.sdist.parent) as url:
+    # What a plugin download site serves: the sdist, and an (empty) plugin repository.
+    site = tmp_path / "site"
+    site.mkdir()
+    shutil.copy(dists.sdist, site)
+    (site / "plugins.json").write_text("[]")
+    (site / "notices.json").write_text("[]")
+    with serve_directory(site) as url:
         octoprint = octoprint_factory(
             broker_settings(session_broker, base),
             venv=venv.path,
-            extra_config=plugin_manager_config(),
+            extra_config=plugin_manager_config(url),
         )
         assert "mqtt" not in managed_plugins(octoprint)
         started = octoprint.post(

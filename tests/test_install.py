@@ -352,6 +352,8 @@ def test_plugin_manager_installs_sdist_then_uninstalls(
     octoprint.restart()
     assert "mqtt" not in managed_plugins(octoprint)
     assert venv.installed_version() is None
+    # The settings stay for a later reinstall.
+    assert octoprint.read_config()["plugins"]["mqtt"]["publish"]["baseTopic"] == base
     assert octoprint.get("/api/version")["server"]
     octoprint.stop()
     assert_no_traceback(octoprint.log_text())

@@ -11,10 +11,10 @@ import re
 import shutil
 import tarfile
 import time
-import uuid
 import zipfile
 
 import pytest
+from corekit import unique_base
 from install_env import (
     ROOT,
     Venv,
@@ -29,6 +29,7 @@ from install_env import (
     tool,
     write_standin_wheel,
 )
+from test_e2e_features import assert_no_traceback, broker_settings
 
 pytestmark = [pytest.mark.e2e, pytest.mark.install]
 
@@ -53,26 +54,10 @@ def fresh_venv(tmp_path):
     return make
 
 
-def unique_base() -> str:
-    return f"inst{uuid.uuid4().hex[:8]}/"
-
-
-def broker_settings(broker, base: str | None = None) -> dict:
-    settings = {"broker": {"url": broker.host, "port": broker.port}}
-    if base is not None:
-        settings["publish"] = {"baseTopic": base}
-    return settings
-
-
 def wait_published(sub, base: str, timeout: float = 30) -> None:
     """The plugin is loaded and publishing: its status and OctoPrint's Startup event arrive."""
     sub.wait_for(f"{base}mqtt", timeout=timeout, predicate=lambda m: m.payload == b"connected")
     sub.wait_for(f"{base}event/Startup", timeout=10)
-
-
-def assert_no_traceback(log: str) -> None:
-    index = log.find("Traceback")
-    assert index < 0, "octoprint.log has a traceback:\n" + log[max(0, index - 2000) : index + 3000]
 
 
 # --------------------------------------------------------------------------
@@ -193,7 +178,9 @@ def test_install_into_fresh_octoprint(
 
     base = unique_base()
     sub = subscriber_factory(session_broker.host, session_broker.port, f"{base}#")
-    octoprint = octoprint_factory(broker_settings(session_broker, base), venv=venv.path)
+    octoprint = octoprint_factory(
+        broker_settings(session_broker, publish={"baseTopic": base}), venv=venv.path
+    )
     wait_published(sub, base)
     assert loaded_plugin_version(octoprint.log_text()) == VERSION
     octoprint.stop()
@@ -315,7 +302,7 @@ def test_plugin_manager_installs_sdist_then_uninstalls(
     (site / "notices.json").write_text("[]")
     with serve_directory(site) as url:
         octoprint = octoprint_factory(
-            broker_settings(session_broker, base),
+            broker_settings(session_broker, publish={"baseTopic": base}),
             venv=venv.path,
             extra_config=plugin_manager_config(url),
         )

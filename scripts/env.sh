@@ -50,7 +50,7 @@ install_plugin() {
     log "building the wheel and the sdist (maturin)"
     rm -rf "$OCTOPRINT_MQTT_DIST"
     "$VENV/bin/maturin" build --quiet --release --out "$OCTOPRINT_MQTT_DIST"
-    "$VENV/bin/maturin" sdist --out "$OCTOPRINT_MQTT_DIST" >/dev/null
+    "$VENV/bin/maturin" sdist --out "$OCTOPRINT_MQTT_DIST"
     log "installing the wheel into $VENV"
     "$VENV/bin/pip" install -q --no-deps --force-reinstall "$OCTOPRINT_MQTT_DIST"/*.whl
 }

@@ -5,10 +5,22 @@
 //! `str()`, NaN and infinities as `null`, integers of any size exact, UTF-8 text.
 
 use pyo3::prelude::*;
-use pyo3::types::{PyBool, PyDict, PyFloat, PyInt, PyList, PyString, PyTuple};
+use pyo3::types::{PyBool, PyDict, PyFloat, PyInt, PyList, PyMapping, PyString, PyTuple};
 
 /// Deeper than this (or a container that contains itself) is written as its `str()`.
 const MAX_DEPTH: u32 = 100;
+
+/// `value` as a dict: itself, or a copy of a mapping that is not a dict. OctoPrint hands out
+/// frozendicts (temperatures, printer data), which are no dict subclass before Python 3.11.
+pub fn as_dict<'py>(value: &Bound<'py, PyAny>) -> Option<Bound<'py, PyDict>> {
+    if let Ok(dict) = value.cast::<PyDict>() {
+        return Some(dict.clone());
+    }
+    let mapping = value.cast::<PyMapping>().ok()?;
+    let dict = PyDict::new(value.py());
+    dict.update(mapping).ok()?;
+    Some(dict)
+}
 
 /// An event message: the payload's keys, then `_event` and the timestamp field.
 pub fn encode_event(
@@ -34,8 +46,8 @@ pub fn encode_stamped(
     let mut wrote_event = event.is_none();
     let mut wrote_ts = false;
     if let Some(payload) = payload.filter(|p| p.is_truthy().unwrap_or(true)) {
-        match payload.cast::<PyDict>() {
-            Ok(dict) => {
+        match as_dict(payload) {
+            Some(dict) => {
                 for (k, v) in dict.iter() {
                     let key = key_string(&k);
                     obj.key(&key);
@@ -53,7 +65,7 @@ pub fn encode_stamped(
                 }
             }
             // Events fired by other plugins may carry a bare value; keep it rather than fail.
-            Err(_) => {
+            None => {
                 obj.key("payload");
                 write_value(obj.out, payload, 1);
             }
@@ -143,20 +155,27 @@ fn write_value(out: &mut Vec<u8>, v: &Bound<'_, PyAny>, depth: u32) {
     } else if let Ok(f) = v.cast::<PyFloat>() {
         write_float(out, f.value());
     } else if let Ok(d) = v.cast::<PyDict>() {
-        let mut obj = ObjectWriter::new(out);
-        for (k, item) in d.iter() {
-            obj.key(&key_string(&k));
-            write_value(obj.out, &item, depth + 1);
-        }
-        obj.finish();
+        write_dict(out, d, depth);
     } else if let Ok(l) = v.cast::<PyList>() {
         write_array(out, l.iter(), depth);
     } else if let Ok(t) = v.cast::<PyTuple>() {
         write_array(out, t.iter(), depth);
+    } else if let Some(d) = as_dict(v) {
+        // Checked after the concrete types: the Mapping check is an isinstance on an ABC.
+        write_dict(out, &d, depth);
     } else {
         // datetimes, sets, bytes, enums, arbitrary objects: their string form.
         write_str(out, &display(v));
     }
+}
+
+fn write_dict(out: &mut Vec<u8>, d: &Bound<'_, PyDict>, depth: u32) {
+    let mut obj = ObjectWriter::new(out);
+    for (k, item) in d.iter() {
+        obj.key(&key_string(&k));
+        write_value(obj.out, &item, depth + 1);
+    }
+    obj.finish();
 }
 
 fn write_array<'py>(out: &mut Vec<u8>, items: impl Iterator<Item = Bound<'py, PyAny>>, depth: u32) {

@@ -122,12 +122,14 @@ def test_sdist_has_what_the_build_needs(dists):
 def test_wheel_runs_on_oldest_and_newest_python(
     python_version, dists, fresh_venv, session_broker, subscriber_factory
 ):
-    """abi3: the one wheel loads on every Python from 3.8 and talks to a broker."""
+    """abi3: the one wheel loads on every Python from 3.8 and talks to a broker. With the
+    frozendict OctoPrint uses for temperature samples: before Python 3.11 it is no dict."""
     python = find_python(python_version)
     if python is None:
         pytest.skip(f"no Python {python_version} on this machine")
     venv = fresh_venv(python=python, octoprint=False)
     venv.pip("install", "--no-deps", dists.wheel)
+    venv.pip("install", "frozendict")
 
     base = unique_base()
     sub = subscriber_factory(session_broker.host, session_broker.port, f"{base}#")
@@ -142,6 +144,9 @@ def test_wheel_runs_on_oldest_and_newest_python(
         "    time.sleep(0.05)\n"
         "assert core.connected, core.status()\n"
         "assert core.publish(sys.argv[3] + 'hello', sys.version, qos=1)\n"
+        "from frozendict import frozendict\n"
+        "sample = frozendict(time=1.0, bed=frozendict(actual=40.0, target=60.0))\n"
+        "assert core.publish_temperatures(sample) == 1\n"
         "assert core.stop(5.0)\n"
     )
     run(
@@ -151,6 +156,8 @@ def test_wheel_runs_on_oldest_and_newest_python(
     )
     message = sub.wait_for(f"{base}hello")
     assert message.payload.decode().startswith(python_version + ".")
+    bed = sub.wait_for(f"{base}temperature/bed")
+    assert bed.payload == b'{"actual":40.0,"target":60.0,"_timestamp":1}'
 
 
 # --------------------------------------------------------------------------

@@ -9,13 +9,13 @@ instead of failing OctoPrint's plugin loading.
 import logging
 
 __plugin_name__ = "MQTT"
-__plugin_version__ = "0.1.0"
 __plugin_description__ = (
     "Publishes OctoPrint events, progress and temperatures to an MQTT broker "
     "and lets other plugins publish and subscribe through it."
 )
 __plugin_author__ = "octoprint-mqtt developers"
 __plugin_license__ = "AGPLv3"
+__plugin_url__ = "https://github.com/octoprint-mqtt/octoprint-mqtt"
 __plugin_pythoncompat__ = ">=3.8,<4"
 
 _logger = logging.getLogger("octoprint.plugins.mqtt")

@@ -42,8 +42,17 @@ if [ ! -f "$stamp" ] || [ "$REQUIREMENTS" -nt "$stamp" ]; then
     touch "$stamp"
 fi
 
+# The wheel and the sdist of the checkout; the install tests take them from here.
+OCTOPRINT_MQTT_DIST="$ROOT/dist"
+export OCTOPRINT_MQTT_DIST
+
 install_plugin() {
-    # The way a user installs it: pip builds the Rust extension through maturin.
-    log "building and installing the plugin (pip install .)"
-    "$VENV/bin/pip" install -q --no-deps --force-reinstall "$ROOT"
+    # One release build: the wheel installed here is also the one the install tests put into
+    # fresh virtualenvs (they install the source tree with `pip install .` too).
+    log "building the wheel and the sdist (maturin)"
+    rm -rf "$OCTOPRINT_MQTT_DIST"
+    "$VENV/bin/maturin" build --quiet --release --out "$OCTOPRINT_MQTT_DIST"
+    "$VENV/bin/maturin" sdist --out "$OCTOPRINT_MQTT_DIST"
+    log "installing the wheel into $VENV"
+    "$VENV/bin/pip" install -q --no-deps --force-reinstall "$OCTOPRINT_MQTT_DIST"/*.whl
 }

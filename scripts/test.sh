@@ -16,6 +16,9 @@ cargo test --quiet
 log "ruff"
 "$VENV/bin/ruff" check --quiet octoprint_mqtt tests scripts bench
 "$VENV/bin/ruff" format --check --quiet octoprint_mqtt tests scripts bench
+log "release workflow (GitHub's workflow schema)"
+"$VENV/bin/uv" tool run --quiet --from check-jsonschema==0.39.0 \
+    check-jsonschema --builtin-schema vendor.github-workflows .github/workflows/release.yml
 install_plugin
 log "pytest"
 # The pytest script, not `python -m pytest`: that would put the checkout first on sys.path

@@ -217,11 +217,13 @@ impl Core {
 
     /// One sample from OctoPrint's printer callback, `{"time": t, "<heater>": {"actual": a,
     /// "target": t}, ...}`: publishes the heaters that changed enough. Returns how many.
-    fn publish_temperatures(&self, data: &Bound<'_, PyDict>) -> PyResult<usize> {
+    fn publish_temperatures(&self, data: &Bound<'_, PyAny>) -> PyResult<usize> {
         let cfg = self.publishing();
         if !cfg.temperature_active {
             return Ok(0);
         }
+        let data = payload::as_dict(data)
+            .ok_or_else(|| PyTypeError::new_err("temperature data must be a mapping"))?;
         let time = match data.get_item("time")? {
             Some(t) => t
                 .extract::<f64>()
@@ -232,13 +234,14 @@ impl Core {
         let mut tracker = self.temperatures.lock().unwrap_or_else(|p| p.into_inner());
         let mut published = 0;
         for (heater, values) in data.iter() {
-            let (Ok(heater), Ok(values)) = (heater.extract::<String>(), values.cast::<PyDict>())
+            let (Ok(heater), Some(values)) =
+                (heater.extract::<String>(), payload::as_dict(&values))
             else {
                 continue; // "time", or something a plugin added that is not a heater
             };
             let reading = temperature::Reading {
-                actual: reading(values, "actual")?,
-                target: reading(values, "target")?,
+                actual: reading(&values, "actual")?,
+                target: reading(&values, "target")?,
             };
             if !tracker.should_publish(&heater, reading, cfg.temperature_threshold) {
                 continue;
@@ -505,7 +508,7 @@ fn reading(values: &Bound<'_, PyDict>, key: &str) -> PyResult<Option<f64>> {
 
 /// `key` in a metadata dict: the literal key first, else a dotted path through nested dicts.
 fn lookup<'py>(metadata: &Bound<'py, PyAny>, key: &str) -> PyResult<Option<Bound<'py, PyAny>>> {
-    let Ok(dict) = metadata.cast::<PyDict>() else {
+    let Some(dict) = payload::as_dict(metadata) else {
         return Ok(None);
     };
     if let Some(v) = dict.get_item(key)? {
@@ -513,9 +516,7 @@ fn lookup<'py>(metadata: &Bound<'py, PyAny>, key: &str) -> PyResult<Option<Bound
     }
     let mut current = metadata.clone();
     for part in key.split('.') {
-        let Some(next) = current
-            .cast::<PyDict>()
-            .ok()
+        let Some(next) = payload::as_dict(&current)
             .map(|d| d.get_item(part))
             .transpose()?
             .flatten()

@@ -8,7 +8,7 @@ use std::borrow::Cow;
 use std::io::Write as _;
 
 use pyo3::prelude::*;
-use pyo3::types::{PyBool, PyDict, PyFloat, PyInt, PyList, PyString, PyTuple};
+use pyo3::types::{PyBool, PyDict, PyFloat, PyInt, PyList, PyMapping, PyString, PyTuple};
 
 /// Deeper than this is written as its `str()`.
 const MAX_DEPTH: usize = 100;
@@ -18,6 +18,18 @@ const MAX_DEPTH: usize = 100;
 /// until the depth limit, which a container holding itself twice would do 2^100 times, on
 /// OctoPrint's thread and with the GIL held.
 type Path = Vec<usize>;
+
+/// `value` as a dict: itself, or a copy of a mapping that is not a dict. OctoPrint hands out
+/// frozendicts (temperatures, printer data), which are no dict subclass before Python 3.11.
+pub fn as_dict<'py>(value: &Bound<'py, PyAny>) -> Option<Bound<'py, PyDict>> {
+    if let Ok(dict) = value.cast::<PyDict>() {
+        return Some(dict.clone());
+    }
+    let mapping = value.cast::<PyMapping>().ok()?;
+    let dict = PyDict::new(value.py());
+    dict.update(mapping).ok()?;
+    Some(dict)
+}
 
 /// An event message: the payload's keys, then `_event` and the timestamp field.
 pub fn encode_event(
@@ -44,8 +56,8 @@ pub fn encode_stamped(
     let mut wrote_ts = false;
     if let Some(payload) = payload.filter(|p| p.is_truthy().unwrap_or(true)) {
         let mut path: Path = vec![payload.as_ptr() as usize];
-        match payload.cast::<PyDict>() {
-            Ok(dict) => {
+        match as_dict(payload) {
+            Some(dict) => {
                 for (k, v) in dict.iter() {
                     let key = key_string(&k);
                     obj.key(&key);
@@ -63,7 +75,7 @@ pub fn encode_stamped(
                 }
             }
             // Events fired by other plugins may carry a bare value; keep it rather than fail.
-            Err(_) => {
+            None => {
                 obj.key("payload");
                 path.clear();
                 write_value(obj.out, payload, &mut path);
@@ -151,16 +163,7 @@ fn write_value(out: &mut Vec<u8>, v: &Bound<'_, PyAny>, path: &mut Path) {
     } else if let Ok(f) = v.cast::<PyFloat>() {
         write_float(out, f.value());
     } else if let Ok(d) = v.cast::<PyDict>() {
-        if !enter(path, v) {
-            return write_str(out, &display(v));
-        }
-        let mut obj = ObjectWriter::new(out);
-        for (k, item) in d.iter() {
-            obj.key(&key_string(&k));
-            write_value(obj.out, &item, path);
-        }
-        obj.finish();
-        path.pop();
+        write_dict(out, v, d, path);
     } else if let Ok(l) = v.cast::<PyList>() {
         if !enter(path, v) {
             return write_str(out, &display(v));
@@ -173,6 +176,9 @@ fn write_value(out: &mut Vec<u8>, v: &Bound<'_, PyAny>, path: &mut Path) {
         }
         write_array(out, t.iter(), path);
         path.pop();
+    } else if let Some(d) = as_dict(v) {
+        // Checked after the concrete types: the Mapping check is an isinstance on an ABC.
+        write_dict(out, v, &d, path);
     } else {
         // datetimes, sets, bytes, enums, arbitrary objects: their string form.
         write_str(out, &display(v));
@@ -188,6 +194,25 @@ fn enter(path: &mut Path, v: &Bound<'_, PyAny>) -> bool {
     }
     path.push(id);
     true
+}
+
+/// `container` is the object on the path (a mapping's identity, not its dict copy's).
+fn write_dict(
+    out: &mut Vec<u8>,
+    container: &Bound<'_, PyAny>,
+    d: &Bound<'_, PyDict>,
+    path: &mut Path,
+) {
+    if !enter(path, container) {
+        return write_str(out, &display(container));
+    }
+    let mut obj = ObjectWriter::new(out);
+    for (k, item) in d.iter() {
+        obj.key(&key_string(&k));
+        write_value(obj.out, &item, path);
+    }
+    obj.finish();
+    path.pop();
 }
 
 fn write_array<'py>(

@@ -91,6 +91,7 @@ class OctoPrintInstance:
         write_mqtt_section: bool = True,
         plugin_files: list[Path] | None = None,
         env: dict[str, str] | None = None,
+        venv: Path | None = None,
     ) -> None:
         self.basedir = Path(basedir)
         self.port = port
@@ -107,7 +108,9 @@ class OctoPrintInstance:
         # Extra environment variables of the server process.
         self.env = env or {}
         self.api_key = secrets.token_hex(16)
-        self.executable = Path(sys.executable).parent / "octoprint"
+        # OctoPrint of the virtualenv `venv` (install tests), else of the one running the tests.
+        bin_dir = Path(venv) / "bin" if venv else Path(sys.executable).parent
+        self.executable = bin_dir / "octoprint"
         self.serve_log_path = self.basedir / "serve.log"
         self.proc: subprocess.Popen | None = None
         self._prepared = False
@@ -264,6 +267,10 @@ class OctoPrintInstance:
         except subprocess.TimeoutExpired:
             self.kill()
         return time.monotonic() - started
+
+    def restart(self, timeout: float = 60.0) -> None:
+        self.stop()
+        self.start(timeout)
 
     def kill(self) -> None:
         if self.running:

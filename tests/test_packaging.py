@@ -1,0 +1,130 @@
+"""What the plugin repository, OctoPrint and PyPI read about the plugin, and how the release
+workflow's jobs fit together (scripts/test.sh checks the workflow against GitHub's schema; this
+checks what a schema cannot). Fast: nothing is built or started here.
+"""
+
+from __future__ import annotations
+
+import importlib.metadata
+import itertools
+import re
+
+import pytest
+import yaml
+from install_env import ROOT, project_version
+from packaging.requirements import Requirement
+from packaging.specifiers import SpecifierSet
+
+import octoprint_mqtt
+from octoprint_mqtt.plugin import MqttPlugin
+
+WORKFLOW = ROOT / ".github" / "workflows" / "release.yml"
+
+
+@pytest.fixture(scope="module")
+def metadata():
+    return importlib.metadata.metadata("OctoPrint-MQTT")
+
+
+def test_installed_metadata(metadata):
+    assert metadata["Version"] == project_version()
+    urls = dict(value.split(", ", 1) for value in metadata.get_all("Project-URL"))
+    assert urls["Homepage"] == octoprint_mqtt.__plugin_url__
+    assert re.search(r"AGPL-3\.0", metadata.get("License-Expression") or metadata["License"])
+    assert "License :: OSI Approved :: GNU Affero General Public License v3" in metadata.get_all(
+        "Classifier"
+    )
+    assert "Framework :: OctoPrint" in metadata.get_all("Classifier")
+    assert metadata["Summary"]
+
+
+def test_plugin_metadata_matches_the_distribution(metadata):
+    # OctoPrint takes the version from the distribution (no __plugin_version__ to drift).
+    assert not hasattr(octoprint_mqtt, "__plugin_version__")
+    assert octoprint_mqtt.__plugin_name__ == "MQTT"
+    assert octoprint_mqtt.__plugin_license__ == "AGPLv3"
+    assert octoprint_mqtt.__plugin_author__ == metadata["Author"]
+    assert octoprint_mqtt.__plugin_description__
+    # The plugin repository offers the plugin to the Pythons pip would install it on.
+    assert SpecifierSet(octoprint_mqtt.__plugin_pythoncompat__) == SpecifierSet(
+        metadata["Requires-Python"] + ",<4"
+    )
+
+
+def test_software_update_installs_from_pypi_by_name():
+    plugin = MqttPlugin()
+    try:
+        plugin._plugin_version = project_version()  # OctoPrint injects it
+        check = plugin.get_update_information()["mqtt"]
+    finally:
+        plugin._core.stop(1.0)
+    assert check["type"] == "pypi_release"
+    assert check["package"] == "OctoPrint-MQTT"
+    assert check["current"] == project_version()
+    requirement = Requirement(check["pip"].format(target_version="9.9.9"))
+    assert requirement.name == "OctoPrint-MQTT"
+    assert str(requirement.specifier) == "==9.9.9"
+
+
+# --------------------------------------------------------------------------
+# The release workflow
+# --------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def workflow() -> dict:
+    data = yaml.safe_load(WORKFLOW.read_text())
+    # YAML 1.1 reads the key `on` as True.
+    data["on"] = data.pop(True, data.get("on"))
+    return data
+
+
+def matrix_rows(job: dict) -> list[dict]:
+    matrix = (job.get("strategy") or {}).get("matrix") or {}
+    include = matrix.get("include")
+    if include:
+        return include
+    axes = {k: v for k, v in matrix.items() if isinstance(v, list)}
+    return [dict(zip(axes, combo)) for combo in itertools.product(*axes.values())] or [{}]
+
+
+def expand(text: str, row: dict) -> str:
+    return re.sub(r"\$\{\{\s*matrix\.(\w+)\s*\}\}", lambda m: str(row[m.group(1)]), text)
+
+
+def artifacts(workflow: dict, action: str) -> dict[str, set[str]]:
+    """Per job, the artifact names its `action` steps upload or download."""
+    found: dict[str, set[str]] = {}
+    for name, job in workflow["jobs"].items():
+        for row in matrix_rows(job):
+            for step in job["steps"]:
+                if step.get("uses", "").startswith(f"actions/{action}-artifact@"):
+                    artifact = (step.get("with") or {}).get("name")
+                    found.setdefault(name, set()).add(expand(artifact, row) if artifact else "*")
+    return found
+
+
+def test_workflow_jobs_fit_together(workflow):
+    jobs = workflow["jobs"]
+    for name, job in jobs.items():
+        needs = job.get("needs", [])
+        for need in [needs] if isinstance(needs, str) else needs:
+            assert need in jobs, f"{name} needs the unknown job {need}"
+
+    uploaded = set().union(*artifacts(workflow, "upload").values())
+    for name, names in artifacts(workflow, "download").items():
+        assert names - {"*"} <= uploaded, f"{name} downloads {names - uploaded}, never uploaded"
+
+
+def test_workflow_builds_every_platform_and_publishes_only_tags(workflow):
+    wheels = {(row["target"], row["manylinux"]) for row in matrix_rows(workflow["jobs"]["wheels"])}
+    assert {("x86_64", "2014"), ("aarch64", "2014"), ("armv7", "2014")} <= wheels
+    assert any(tag.startswith("musllinux") for _, tag in wheels)
+    assert "sdist" in workflow["jobs"]
+
+    publish = workflow["jobs"]["publish"]
+    assert publish["if"] == "startsWith(github.ref, 'refs/tags/v')"
+    assert publish["permissions"] == {"id-token": "write"}
+    assert set(publish["needs"]) >= {"wheels", "sdist", "test-x86_64", "test-sdist"}
+    assert workflow["permissions"] == {"contents": "read"}
+    assert "v*" in workflow["on"]["push"]["tags"]

@@ -12,6 +12,7 @@ use tokio::sync::{mpsc, watch};
 use tokio::time::{timeout_at, Instant};
 
 use crate::config::{ConnectionConfig, Protocol, StatusTopic};
+use crate::dispatch::Inbox;
 use crate::message::{Incoming, Message, Qos};
 use crate::queue::OfflineQueue;
 use crate::session::{self, NetEvent, Session};
@@ -67,10 +68,7 @@ pub struct Handle {
 
 impl Handle {
     /// Starts the core's thread. Received messages go to `dispatch`.
-    pub fn spawn(
-        queue_capacity: usize,
-        dispatch: std_mpsc::SyncSender<Incoming>,
-    ) -> std::io::Result<Handle> {
+    pub fn spawn(queue_capacity: usize, dispatch: Inbox) -> std::io::Result<Handle> {
         let (commands, rx) = mpsc::channel(COMMAND_CAPACITY);
         let (control, control_rx) = mpsc::unbounded_channel();
         let (shutdown, shutdown_rx) = watch::channel(false);
@@ -196,7 +194,7 @@ struct Runner {
     /// Filters whose SUBSCRIBE is on its way, in order; then by packet id until the SUBACK.
     subscribing: VecDeque<String>,
     awaiting_suback: Vec<(u16, String)>,
-    dispatch: std_mpsc::SyncSender<Incoming>,
+    dispatch: Inbox,
     dispatch_overflow_logged: bool,
 }
 
@@ -207,7 +205,7 @@ impl Runner {
         shutdown: watch::Receiver<bool>,
         shared: Arc<Shared>,
         queue_capacity: usize,
-        dispatch: std_mpsc::SyncSender<Incoming>,
+        dispatch: Inbox,
     ) -> Self {
         Runner {
             commands,
@@ -431,16 +429,16 @@ impl Runner {
         Shared::add(&self.shared.counters.received, 1);
         match self.dispatch.try_send(m) {
             Ok(()) => self.dispatch_overflow_logged = false,
-            Err(std_mpsc::TrySendError::Full(m)) => {
+            Err(m) => {
                 Shared::add(&self.shared.counters.dispatch_dropped, 1);
                 if !std::mem::replace(&mut self.dispatch_overflow_logged, true) {
                     warn!(
-                        "Subscription callbacks are not keeping up ({DISPATCH_CAPACITY} messages waiting): dropping received messages, starting with one on {:?}",
+                        "Subscription callbacks are not keeping up ({DISPATCH_CAPACITY} messages or {} MiB waiting): dropping received messages, starting with one on {:?}",
+                        crate::dispatch::BYTES_MAX >> 20,
                         m.topic
                     );
                 }
             }
-            Err(std_mpsc::TrySendError::Disconnected(_)) => {}
         }
     }
 

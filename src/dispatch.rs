@@ -2,7 +2,8 @@
 //! channel from the core's thread, so a slow callback delays only other callbacks, never the
 //! connection (keepalive, publishing).
 
-use std::sync::mpsc::Receiver;
+use std::sync::atomic::{AtomicUsize, Ordering::Relaxed};
+use std::sync::mpsc::{sync_channel, Receiver, SyncSender, TrySendError};
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 
@@ -32,25 +33,77 @@ impl Handler {
 
 /// Messages delivered per hold of the GIL, at most.
 const BATCH: usize = 256;
+/// Payload bytes waiting for the callbacks, at most (one message always fits): the message
+/// bound alone would let ten thousand subscribed camera snapshots pile up.
+pub const BYTES_MAX: usize = 64 << 20;
+
+/// The core's side of the callbacks' queue: bounded in messages and in payload bytes.
+pub struct Inbox {
+    tx: SyncSender<Incoming>,
+    waiting: Arc<AtomicUsize>,
+}
+
+/// The callbacks' thread's side.
+pub struct Outbox {
+    rx: Receiver<Incoming>,
+    waiting: Arc<AtomicUsize>,
+}
+
+pub fn channel(capacity: usize) -> (Inbox, Outbox) {
+    let (tx, rx) = sync_channel(capacity);
+    let waiting = Arc::new(AtomicUsize::new(0));
+    (
+        Inbox {
+            tx,
+            waiting: waiting.clone(),
+        },
+        Outbox { rx, waiting },
+    )
+}
+
+impl Inbox {
+    /// Never waits; gives the message back when the queue is full. After the callbacks'
+    /// thread is gone (at stop) messages are dropped quietly.
+    pub fn try_send(&self, m: Incoming) -> Result<(), Incoming> {
+        let len = m.payload.len();
+        let before = self.waiting.fetch_add(len, Relaxed);
+        if before > 0 && before + len > BYTES_MAX {
+            self.waiting.fetch_sub(len, Relaxed);
+            return Err(m);
+        }
+        match self.tx.try_send(m) {
+            Ok(()) => Ok(()),
+            Err(TrySendError::Full(m)) => {
+                self.waiting.fetch_sub(len, Relaxed);
+                Err(m)
+            }
+            Err(TrySendError::Disconnected(_)) => Ok(()),
+        }
+    }
+}
 
 pub type SharedRegistry = Arc<Mutex<Registry<Handler>>>;
 
-pub fn spawn(
-    messages: Receiver<Incoming>,
-    registry: SharedRegistry,
-) -> std::io::Result<JoinHandle<()>> {
+pub fn spawn(outbox: Outbox, registry: SharedRegistry) -> std::io::Result<JoinHandle<()>> {
     std::thread::Builder::new()
         .name("mqtt-callbacks".into())
         .spawn(move || {
             // Ends when the core's thread drops its sender (at stop).
+            let Outbox {
+                rx: messages,
+                waiting,
+            } = outbox;
+            let done = |m: &Incoming| waiting.fetch_sub(m.payload.len(), Relaxed);
             while let Ok(first) = messages.recv() {
                 // What else is waiting goes out under the same hold of the GIL: taking it
                 // for every message halved the rate callbacks can be called at. Bounded, so
                 // that OctoPrint's threads get the GIL between batches.
                 Python::attach(|py| {
                     deliver(py, &registry, &first);
+                    done(&first);
                     for m in messages.try_iter().take(BATCH) {
                         deliver(py, &registry, &m);
+                        done(&m);
                     }
                 });
             }

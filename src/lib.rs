@@ -115,11 +115,11 @@ impl Core {
         let defaults = Settings::default();
         let thread_error =
             |e| PyRuntimeError::new_err(format!("cannot start the MQTT threads: {e}"));
-        let (dispatch_tx, dispatch_rx) = std::sync::mpsc::sync_channel(DISPATCH_CAPACITY);
+        let (inbox, outbox) = dispatch::channel(DISPATCH_CAPACITY);
         let registry = SharedRegistry::default();
-        dispatch::spawn(dispatch_rx, registry.clone()).map_err(thread_error)?;
-        let handle = Handle::spawn(defaults.publish.offline_queue_size, dispatch_tx)
-            .map_err(thread_error)?;
+        dispatch::spawn(outbox, registry.clone()).map_err(thread_error)?;
+        let handle =
+            Handle::spawn(defaults.publish.offline_queue_size, inbox).map_err(thread_error)?;
         Ok(Core {
             registry,
             handle,

@@ -396,6 +396,32 @@ def test_dispatch_overflow_is_counted_and_logged(env, caplog):
     release.set()
 
 
+def test_dispatch_queue_is_bounded_in_bytes_too(plugin_factory, session_broker, caplog):
+    # 100 snapshots of 1 MiB for a callback that is stuck: 64 MiB wait, the rest are dropped.
+    base = unique_base()
+    plugin = plugin_factory(settings_for(session_broker, base))
+    release = threading.Event()
+    got = []
+
+    def stuck(topic, payload, *args, **kwargs):
+        release.wait(20)
+        got.append(int.from_bytes(payload[:4], "big"))
+
+    plugin.mqtt_subscribe(f"{base}snap", stuck)
+    time.sleep(0.2)
+    for i in range(100):
+        blob = i.to_bytes(4, "big") + bytes(1024 * 1024 - 4)
+        plugin.mqtt_publish(f"{base}snap", blob, retained=False, raw_data=True)
+    status = wait_until(
+        lambda: (s := plugin._core.status())["received"] == 100 and s, 30, "100 received"
+    )
+    assert status["dispatch_dropped"] == 36, status
+    assert [r for r in caplog.records if "or 64 MiB waiting" in r.getMessage()]
+    release.set()
+    wait_until(lambda: len(got) == 64, 30, "the 64 kept")
+    assert got == list(range(64))
+
+
 def test_before_the_first_settings_only_queueable_messages_are_kept(
     plugin_factory, session_broker, subscriber_factory
 ):

@@ -412,6 +412,9 @@ def test_dispatch_queue_is_bounded_in_bytes_too(plugin_factory, session_broker, 
     for i in range(100):
         blob = i.to_bytes(4, "big") + bytes(1024 * 1024 - 4)
         plugin.mqtt_publish(f"{base}snap", blob, retained=False, raw_data=True)
+        if i % 10 == 9:
+            # Paced: the outgoing queue has a 64 MiB bound of its own.
+            wait_until(lambda: plugin._core.status()["queue_depth"] == 0, 30, "sent")
     status = wait_until(
         lambda: (s := plugin._core.status())["received"] == 100 and s, 30, "100 received"
     )

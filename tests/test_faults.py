@@ -84,10 +84,15 @@ def test_broker_killed_mid_burst_every_qos1_message_arrives(
     total, threads = 10_000, 4
 
     # Paced (about 1,000/s in all) so that the broker is not sitting on a backlog for the
-    # Python subscriber when it dies: what a killed broker acknowledged but never passed on is
-    # lost inside the broker, whatever a client does. Everything else must arrive.
+    # Python subscriber when it dies. What a killed broker acknowledged but had neither
+    # delivered nor saved is lost inside the broker, whatever a client does: only messages
+    # published in the last moment before the kill may be missing, a handful at most.
+    # Everything else (sent during the outage, unacknowledged, queued) must arrive.
+    sent_at: dict[int, float] = {}
+
     def publisher(n):
         for i in range(n, total, threads):
+            sent_at[i] = time.monotonic()
             assert core.publish(f"{base}q", str(i), False, 1, True)
             time.sleep(0.004)
 
@@ -95,23 +100,27 @@ def test_broker_killed_mid_burst_every_qos1_message_arrives(
     for w in workers:
         w.start()
     wait_until(lambda: len(sub.messages(f"{base}q")) > 3000, timeout=30, what="a third")
+    killed_at = time.monotonic()
     b.kill()
     for w in workers:
         w.join(30)
     time.sleep(0.5)
     b.start()
 
-    def all_arrived():
+    def missing() -> list[int]:
         ids = {int(m.payload) for m in sub.messages(f"{base}q")}
-        return ids if ids >= set(range(total)) else None
+        return sorted(set(range(total)) - ids)
 
     try:
-        got = wait_until(all_arrived, timeout=60, what=f"all {total} messages at least once")
+        wait_until(lambda: len(missing()) <= 10, 60, "all but what the killed broker lost")
     except AssertionError:
-        ids = {int(m.payload) for m in sub.messages(f"{base}q")}
-        missing = sorted(set(range(total)) - ids)
-        pytest.fail(f"{len(missing)} never arrived, e.g. {missing[:10]}; core: {core.status()}")
-    assert len(got) == total
+        lost = missing()
+        pytest.fail(f"{len(lost)} never arrived, e.g. {lost[:10]}; core: {core.status()}")
+    time.sleep(1.0)  # stragglers
+    lost = missing()
+    # (id, seconds between its publish and the kill): only the last moment's may be missing.
+    late = [(i, round(killed_at - sent_at[i], 3)) for i in lost]
+    assert all(killed_at - 0.5 <= sent_at[i] <= killed_at for i in lost), late
     status = core.status()
     assert status["reconnects"] >= 1 and status["dropped"] == 0
 

@@ -181,8 +181,6 @@ struct Runner {
     unacked: VecDeque<(u16, Message)>,
     /// The failure last logged; the same one is not logged again.
     last_reason: Option<String>,
-    /// When the current connection came up.
-    connected_at: Option<Instant>,
     /// Why the last connection that ended right after it came up was lost: the same reason
     /// again is not logged again (a broker dropping every connection at once).
     quick_loss: Option<String>,
@@ -222,7 +220,6 @@ impl Runner {
             handed_bytes: 0,
             unacked: VecDeque::new(),
             last_reason: None,
-            connected_at: None,
             quick_loss: None,
             dropped_in_outage: 0,
             offline_capacity: queue_capacity,
@@ -384,7 +381,11 @@ impl Runner {
                 }
             }
             Some(NetEvent::Connected) => self.on_connected(),
-            Some(NetEvent::Down { reason, retry_in }) => self.on_down(reason, retry_in),
+            Some(NetEvent::Down {
+                reason,
+                retry_in,
+                quick,
+            }) => self.on_down(reason, retry_in, quick),
             Some(NetEvent::Written(pkid)) => self.written(pkid, true),
             Some(NetEvent::Acked(pkid)) => {
                 if let Some(i) = self.unacked.iter().position(|(p, _)| *p == pkid) {
@@ -445,7 +446,6 @@ impl Runner {
     fn on_connected(&mut self) {
         let Some(conn) = &self.conn else { return };
         self.connected = true;
-        self.connected_at = Some(Instant::now());
         if self.ever_connected {
             Shared::add(&self.shared.counters.reconnects, 1);
         }
@@ -489,16 +489,13 @@ impl Runner {
         self.pump();
     }
 
-    fn on_down(&mut self, reason: String, retry_in: Duration) {
+    /// `quick`: the connection that ended had only just come up.
+    fn on_down(&mut self, reason: String, retry_in: Duration, quick: bool) {
         let Some(conn) = &self.conn else { return };
         let address = conn.address();
         let was_connected = std::mem::replace(&mut self.connected, false);
         self.requeue_in_flight();
         self.apply_queue_bound();
-        let quick = was_connected
-            && self
-                .connected_at
-                .is_some_and(|t| t.elapsed() < session::STABLE_CONNECTION);
         if quick && self.quick_loss.as_deref() == Some(reason.as_str()) {
             debug!("Lost the connection to {address} again right after connecting: {reason}");
         } else if quick {

@@ -33,6 +33,8 @@ pub enum NetEvent {
     Down {
         reason: String,
         retry_in: Duration,
+        /// A connection that was up for less than [`STABLE_CONNECTION`] ended.
+        quick: bool,
     },
     /// A PUBLISH went out on the socket (packet id 0 for QoS 0).
     Written(u16),
@@ -224,7 +226,7 @@ fn ws_url(scheme: &str, cfg: &ConnectionConfig, path: &str) -> String {
 struct Backoff(Duration);
 
 /// A connection lost sooner than this after it came up does not reset the backoff.
-pub const STABLE_CONNECTION: Duration = Duration::from_secs(10);
+const STABLE_CONNECTION: Duration = Duration::from_secs(10);
 
 impl Backoff {
     fn new() -> Self {
@@ -404,7 +406,8 @@ async fn drive(mut link: impl Link, tx: mpsc::Sender<NetEvent>, keepalive: Durat
             Err(reason) => {
                 // A broker that drops us right after accepting (another client with the same
                 // id, an ACL) would otherwise be reconnected to every second, forever.
-                if connected && connected_at.elapsed() < STABLE_CONNECTION {
+                let quick = connected && connected_at.elapsed() < STABLE_CONNECTION;
+                if quick {
                     backoff.restore(backoff_before);
                 }
                 connected = false;
@@ -412,7 +415,12 @@ async fn drive(mut link: impl Link, tx: mpsc::Sender<NetEvent>, keepalive: Durat
                 // abandoned a connection mid-packet).
                 link.reset();
                 let retry_in = backoff.next();
-                if tx.send(NetEvent::Down { reason, retry_in }).await.is_err() {
+                let down = NetEvent::Down {
+                    reason,
+                    retry_in,
+                    quick,
+                };
+                if tx.send(down).await.is_err() {
                     return;
                 }
                 tokio::time::sleep(retry_in).await;

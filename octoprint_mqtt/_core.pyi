@@ -59,7 +59,8 @@ class Core:
     def connected(self) -> bool: ...
     def status(self) -> dict[str, Any]:
         """state, broker, since, last_error, version and the counters published, queued,
-        dropped, refused, received, dispatch_dropped, reconnects, queue_depth."""
+        dropped, refused, rejected, received, dispatch_dropped, reconnects and queue_depth
+        (everything not delivered yet: queued, handed to the client, awaiting the broker's ack)."""
     def wait_status(self, seen: int, timeout: float = 1.0) -> int:
         """Waits without the GIL until the status version differs from ``seen`` (state,
         broker or last error changed) or ``timeout`` passed; returns the current version."""

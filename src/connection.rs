@@ -15,12 +15,15 @@ use crate::config::{ConnectionConfig, Protocol, StatusTopic};
 use crate::dispatch::Inbox;
 use crate::message::{Incoming, Message, Qos};
 use crate::queue::OfflineQueue;
-use crate::session::{self, NetEvent, Session};
+use crate::session::{self, Loss, NetEvent, Session};
 use crate::status::{Shared, State};
 
 /// Commands waiting for the core's thread. Far more than a burst of events: when it is full
 /// the core is stuck, and the caller gets a counted drop instead of a wait.
 const COMMAND_CAPACITY: usize = 65_536;
+/// Bytes of topics and payloads waiting in that channel, at most (one message always goes):
+/// the count alone would let 65,536 camera snapshots wait there.
+const COMMAND_BYTES_MAX: usize = 64 << 20;
 /// How long a clean disconnect (on shutdown or a broker change) may take.
 const CLOSE_BUDGET: Duration = Duration::from_millis(900);
 /// The end of that budget kept for `disconnected` and DISCONNECT: a backlog still waiting
@@ -31,10 +34,19 @@ const BATCH: usize = 512;
 /// While connected, messages waiting for the client are in transit, not offline: a burst may
 /// exceed the offline bound by this much before anything is dropped.
 const IN_TRANSIT_MIN: usize = 100_000;
-/// Payload bytes handed to the client and not yet written, at most (one message always
-/// goes): big payloads (camera snapshots) would otherwise fill the client's whole request
-/// buffer, and a clean close must get its goodbye past them within the close budget.
+/// Bytes (topics and payloads) handed to the client and not yet written, at most (one
+/// message always goes): big payloads (camera snapshots) would otherwise fill the client's
+/// whole request buffer, and a clean close must get its goodbye past them within the close
+/// budget.
 const HANDED_BYTES_MAX: usize = 1 << 20;
+/// Bytes handed or written and not yet acknowledged, at most (one message always goes): a
+/// frozen broker that keeps TCP open must not collect the whole queue in transit.
+const IN_FLIGHT_BYTES_MAX: usize = 16 << 20;
+/// A connection the broker closes within this long after a message of at least
+/// [`SUSPECT_MIN`] bytes was sent is taken as the broker refusing that message: a 3.1.1
+/// broker has no other way to refuse a packet over its size limit.
+const SUSPECT_WINDOW: Duration = Duration::from_secs(2);
+const SUSPECT_MIN: usize = 16 << 10;
 /// Received messages waiting for the Python callbacks' thread.
 pub const DISPATCH_CAPACITY: usize = 10_000;
 
@@ -111,7 +123,23 @@ impl Handle {
     /// or when it is not keeping up (a full channel): then the message is counted as dropped
     /// and that is logged once per episode.
     pub fn publish(&self, msg: Message) -> bool {
-        match self.commands.try_send(Command::Publish(msg)) {
+        let cost = msg.cost();
+        let waiting = &self.shared.commands_bytes;
+        let before = waiting.fetch_add(cost, Relaxed);
+        let outcome = if before > 0 && before + cost > COMMAND_BYTES_MAX {
+            Err(mpsc::error::TrySendError::Full(()))
+        } else {
+            self.commands
+                .try_send(Command::Publish(msg))
+                .map_err(|e| match e {
+                    mpsc::error::TrySendError::Full(_) => mpsc::error::TrySendError::Full(()),
+                    mpsc::error::TrySendError::Closed(_) => mpsc::error::TrySendError::Closed(()),
+                })
+        };
+        if outcome.is_err() {
+            waiting.fetch_sub(cost, Relaxed);
+        }
+        match outcome {
             Ok(()) => {
                 if self.overload_logged.load(Relaxed) {
                     self.overload_logged.store(false, Relaxed);
@@ -121,7 +149,7 @@ impl Handle {
             Err(mpsc::error::TrySendError::Full(_)) => {
                 Shared::add(&self.shared.counters.dropped, 1);
                 if !self.overload_logged.swap(true, Relaxed) {
-                    warn!("The MQTT core cannot keep up ({COMMAND_CAPACITY} messages waiting): dropping new messages until it catches up");
+                    warn!("The MQTT core cannot keep up ({COMMAND_CAPACITY} messages or {} MiB waiting): dropping new messages until it catches up", COMMAND_BYTES_MAX >> 20);
                 }
                 false
             }
@@ -175,16 +203,28 @@ struct Runner {
     queue: OfflineQueue,
     /// Handed to rumqttc, not yet written to the socket, in order.
     handed: VecDeque<Message>,
-    /// Their payload bytes.
+    /// Their bytes ([`Message::cost`]).
     handed_bytes: usize,
     /// QoS 1/2: written, not yet acknowledged, by packet id, in order.
     unacked: VecDeque<(u16, Message)>,
+    /// Bytes of `handed` and `unacked` together.
+    in_flight_bytes: usize,
+    /// The last large message written on this connection, in case the broker closes it.
+    suspect: Option<Suspect>,
+    /// The last connection ended right after a large message (see `take_culprit`).
+    struck: bool,
+    /// The broker's packet limit from its CONNACK (MQTT 5), and the one learnt from it
+    /// closing the connection right after a large message; the smaller one is in force.
+    announced_max: Option<usize>,
+    learned_max: Option<usize>,
     /// The failure last logged; the same one is not logged again.
     last_reason: Option<String>,
     /// Why the last connection that ended right after it came up was lost: the same reason
-    /// again is not logged again (a broker dropping every connection at once).
+    /// again is a pattern (a broker dropping every connection at once), told once.
     quick_loss: Option<String>,
-    dropped_in_outage: u64,
+    quick_hinted: bool,
+    /// Messages dropped for want of room since the drops began; reported when they end.
+    overflow: Option<Overflow>,
     /// `publish.offlineQueueSize`.
     offline_capacity: usize,
     /// Every filter some callback uses, renewed after each connect.
@@ -219,9 +259,15 @@ impl Runner {
             handed: VecDeque::new(),
             handed_bytes: 0,
             unacked: VecDeque::new(),
+            in_flight_bytes: 0,
+            suspect: None,
+            struck: false,
+            announced_max: None,
+            learned_max: None,
             last_reason: None,
             quick_loss: None,
-            dropped_in_outage: 0,
+            quick_hinted: false,
+            overflow: None,
             offline_capacity: queue_capacity,
             filters: BTreeMap::new(),
             subscribing: VecDeque::new(),
@@ -250,6 +296,7 @@ impl Runner {
         // What was sent before the shutdown still goes out if the broker takes it in time.
         while let Ok(cmd) = self.commands.try_recv() {
             if let Command::Publish(m) = cmd {
+                self.shared.commands_bytes.fetch_sub(m.cost(), Relaxed);
                 self.accept(m);
             }
         }
@@ -271,7 +318,10 @@ impl Runner {
 
     async fn command(&mut self, cmd: Command) {
         match cmd {
-            Command::Publish(m) => self.accept(m),
+            Command::Publish(m) => {
+                self.shared.commands_bytes.fetch_sub(m.cost(), Relaxed);
+                self.accept(m)
+            }
             Command::Configure {
                 conn,
                 queue_capacity,
@@ -318,38 +368,91 @@ impl Runner {
         self.note_drops(dropped);
     }
 
+    /// Counts messages the queue had no room for. The first drop of an episode is logged at
+    /// once; how many it lost when it ends (the next connect, the connection lost, or a burst
+    /// absorbed), worded for what it was: an outage, or a broker slower than the publishers.
     fn note_drops(&mut self, n: u64) {
         if n == 0 {
             return;
         }
         Shared::add(&self.shared.counters.dropped, n);
-        if self.dropped_in_outage == 0 {
+        if self
+            .overflow
+            .as_ref()
+            .is_some_and(|o| o.connected != self.connected)
+        {
+            self.end_overflow();
+        }
+        if let Some(o) = &mut self.overflow {
+            o.count += n;
+            return;
+        }
+        let mib = crate::queue::BYTES_MAX >> 20;
+        if self.connected {
             warn!(
-                "The offline queue is full ({} messages or {} MiB): dropping the oldest messages until the broker takes them again (raise publish.offlineQueueSize to keep more small messages)",
+                "Messages are published faster than the MQTT broker takes them ({} messages or {mib} MiB of topics and payloads waiting): dropping the oldest until it catches up",
+                self.offline_capacity.max(IN_TRANSIT_MIN)
+            );
+        } else {
+            warn!(
+                "The offline queue is full ({} messages or {mib} MiB of topics and payloads): dropping the oldest messages until the broker takes them again (raise publish.offlineQueueSize to keep more small messages)",
                 self.offline_capacity,
-                crate::queue::BYTES_MAX >> 20
             );
         }
-        self.dropped_in_outage += n;
+        self.overflow = Some(Overflow {
+            connected: self.connected,
+            count: n,
+        });
+    }
+
+    fn end_overflow(&mut self) {
+        match self.overflow.take() {
+            Some(Overflow { connected: true, count }) => warn!(
+                "{count} messages were dropped while connected: they were published faster than the MQTT broker took them"
+            ),
+            Some(Overflow { connected: false, count }) => warn!(
+                "{count} messages were dropped from the full offline queue while the broker was unreachable"
+            ),
+            None => {}
+        }
     }
 
     /// Moves queued messages into rumqttc's buffer while it has room.
     fn pump(&mut self) {
-        if let (true, Some(s)) = (self.connected, &self.session) {
-            while let Some(m) = self.queue.front() {
-                let over = self.handed_bytes + m.payload.len() > HANDED_BYTES_MAX;
-                if (over && !self.handed.is_empty()) || !s.client.try_publish(m) {
+        if self.connected {
+            while let (Some(m), Some(s)) = (self.queue.front(), &self.session) {
+                if !self.shared.fits(m) {
+                    let m = self.queue.pop_front().expect("front exists");
+                    self.shared.refuse_too_large(&m);
+                    continue;
+                }
+                let cost = m.cost();
+                let over_handed =
+                    !self.handed.is_empty() && self.handed_bytes + cost > HANDED_BYTES_MAX;
+                let over_in_flight = !(self.handed.is_empty() && self.unacked.is_empty())
+                    && self.in_flight_bytes + cost > IN_FLIGHT_BYTES_MAX;
+                if over_handed || over_in_flight || !s.client.try_publish(m) {
                     break;
                 }
                 let m = self.queue.pop_front().expect("front exists");
-                self.handed_bytes += m.payload.len();
+                self.handed_bytes += cost;
+                self.in_flight_bytes += cost;
                 self.handed.push_back(m);
             }
+            if self.queue.is_empty() && self.overflow.is_some() {
+                self.end_overflow();
+            }
         }
+        self.update_depth();
+    }
+
+    /// Everything not delivered yet, also what waits in transit for the broker.
+    fn update_depth(&self) {
+        let depth = self.queue.len() + self.handed.len() + self.unacked.len();
         self.shared
             .counters
             .queue_depth
-            .store(self.queue.len() as u64, Relaxed);
+            .store(depth as u64, Relaxed);
     }
 
     /// Handles what the connection reported, and whatever else it has ready: one pass through
@@ -366,6 +469,7 @@ impl Runner {
                 Err(_) => break,
             }
         }
+        self.update_depth();
     }
 
     fn net_event(&mut self, ev: Option<NetEvent>) {
@@ -380,18 +484,35 @@ impl Runner {
                     self.open_session(&conn);
                 }
             }
-            Some(NetEvent::Connected) => self.on_connected(),
+            Some(NetEvent::Connected { max_packet }) => {
+                self.announced_max = max_packet.map(|m| m as usize);
+                self.on_connected()
+            }
             Some(NetEvent::Down {
                 reason,
                 retry_in,
                 quick,
-            }) => self.on_down(reason, retry_in, quick),
+                loss,
+            }) => self.on_down(reason, retry_in, quick, loss),
             Some(NetEvent::Written(pkid)) => self.written(pkid, true),
             Some(NetEvent::Acked(pkid)) => {
-                if let Some(i) = self.unacked.iter().position(|(p, _)| *p == pkid) {
-                    self.unacked.remove(i);
+                if let Some(m) = self.take_unacked(pkid) {
+                    drop(m);
                     Shared::add(&self.shared.counters.published, 1);
                 }
+            }
+            Some(NetEvent::Rejected { pkid, reason }) => {
+                if let Some(m) = self.take_unacked(pkid) {
+                    Shared::add(&self.shared.counters.rejected, 1);
+                    if self.shared.first_refusal(&m.topic) {
+                        warn!(
+                            "The MQTT broker refused the message on {} ({} bytes): {reason}; dropped, not sent again (not logged again for this topic)",
+                            crate::status::shown(&m.topic),
+                            m.packet_size()
+                        );
+                    }
+                }
+                self.pump();
             }
             Some(NetEvent::DisconnectSent) => {}
             Some(NetEvent::SubscribeSent(pkid)) => {
@@ -411,11 +532,29 @@ impl Runner {
         }
     }
 
+    fn take_unacked(&mut self, pkid: u16) -> Option<Message> {
+        let i = self.unacked.iter().position(|(p, _)| *p == pkid)?;
+        let (_, m) = self.unacked.remove(i)?;
+        self.in_flight_bytes -= m.cost();
+        Some(m)
+    }
+
     /// The oldest handed message reached the socket; `refill` hands the client more.
     fn written(&mut self, pkid: u16, refill: bool) {
         if let Some(m) = self.handed.pop_front() {
-            self.handed_bytes -= m.payload.len();
+            let cost = m.cost();
+            self.handed_bytes -= cost;
+            if cost >= SUSPECT_MIN {
+                self.suspect = Some(Suspect {
+                    at: Instant::now(),
+                    pkid,
+                    qos0: m.qos == Qos::AtMostOnce,
+                    topic: m.topic.clone(),
+                    size: m.packet_size(),
+                });
+            }
             if m.qos == Qos::AtMostOnce {
+                self.in_flight_bytes -= cost;
                 Shared::add(&self.shared.counters.published, 1);
             } else {
                 self.unacked.push_back((pkid, m));
@@ -424,6 +563,99 @@ impl Runner {
         if refill {
             self.pump();
         }
+    }
+
+    /// The message a lost connection is blamed on, taken out of what is re-sent: the large
+    /// one written last (or being written) when the broker closed the connection right after
+    /// it, or whatever MQTT 5's DISCONNECT refused. Counted as rejected.
+    fn take_culprit(&mut self, loss: &Loss) -> Option<Culprit> {
+        let refused = match loss {
+            Loss::Closed => None,
+            Loss::MessageRefused(why) => Some(*why),
+            Loss::AckRefused(why) => {
+                let pkid = self.unacked.front()?.0;
+                let m = self.take_unacked(pkid)?;
+                return Some(self.blame(
+                    Culprit {
+                        size: m.packet_size(),
+                        topic: m.topic,
+                    },
+                    Some(why),
+                ));
+            }
+            _ => return None,
+        };
+        let struck_before = std::mem::take(&mut self.struck);
+        let recent = self.suspect.take().filter(|s| {
+            s.at.elapsed() <= SUSPECT_WINDOW
+                && (s.qos0 || self.unacked.iter().any(|(p, _)| *p == s.pkid))
+        });
+        let large_mid_write = self.handed.front().is_some_and(|m| m.cost() >= SUSPECT_MIN);
+        if refused.is_none() && !struck_before && (recent.is_some() || large_mid_write) {
+            // A 3.1.1 broker refuses a packet by closing the connection, but a broker that
+            // restarts does the same: the message goes once more (it is back in the queue),
+            // and only a second loss in a row right after a large message is blamed on it.
+            self.struck = true;
+            debug!("The connection ended right after a large message; sending it once more");
+            return None;
+        }
+        let culprit = if let Some(s) = recent {
+            if s.qos0 {
+                // Counted as published when written; it was not.
+                self.shared
+                    .counters
+                    .published
+                    .fetch_sub(1, std::sync::atomic::Ordering::Relaxed);
+            } else {
+                self.take_unacked(s.pkid);
+            }
+            Culprit {
+                topic: s.topic,
+                size: s.size,
+            }
+        } else {
+            // Lost while being written: rumqttc never reported it written.
+            let mid_write = self
+                .handed
+                .front()
+                .is_some_and(|m| refused.is_some() || m.cost() >= SUSPECT_MIN);
+            let m = if mid_write {
+                let m = self.handed.pop_front()?;
+                self.handed_bytes -= m.cost();
+                self.in_flight_bytes -= m.cost();
+                m
+            } else if refused.is_some() {
+                let pkid = self.unacked.back()?.0;
+                self.take_unacked(pkid)?
+            } else {
+                return None;
+            };
+            Culprit {
+                size: m.packet_size(),
+                topic: m.topic,
+            }
+        };
+        Some(self.blame(culprit, refused))
+    }
+
+    /// Counts the culprit as rejected; one refused for its size lowers the learnt limit.
+    fn blame(&mut self, culprit: Culprit, refused: Option<&str>) -> Culprit {
+        Shared::add(&self.shared.counters.rejected, 1);
+        let too_large = refused.is_none_or(|why| why.contains("large"));
+        if too_large && culprit.size > 0 {
+            let max = culprit.size - 1;
+            self.learned_max = Some(self.learned_max.map_or(max, |m| m.min(max)));
+            self.apply_packet_limit();
+        }
+        culprit
+    }
+
+    fn apply_packet_limit(&self) {
+        let limit = match (self.announced_max, self.learned_max) {
+            (Some(a), Some(l)) => Some(a.min(l)),
+            (a, l) => a.or(l),
+        };
+        self.shared.set_max_packet(limit);
     }
 
     fn received(&mut self, m: Incoming) {
@@ -444,7 +676,11 @@ impl Runner {
     }
 
     fn on_connected(&mut self) {
-        let Some(conn) = &self.conn else { return };
+        self.apply_packet_limit();
+        // A copy: the drop report below needs `self` while the connection is named.
+        let Some(conn) = self.conn.clone() else {
+            return;
+        };
         self.connected = true;
         if self.ever_connected {
             Shared::add(&self.shared.counters.reconnects, 1);
@@ -462,13 +698,7 @@ impl Runner {
                 conn.client_id
             ),
         }
-        if self.dropped_in_outage > 0 {
-            warn!(
-                "{} messages were dropped from the full offline queue while the broker was unreachable",
-                self.dropped_in_outage
-            );
-            self.dropped_in_outage = 0;
-        }
+        self.end_overflow();
         self.shared
             .set(State::Connected, Some(conn.address()), None);
         let hello = conn
@@ -490,16 +720,56 @@ impl Runner {
     }
 
     /// `quick`: the connection that ended had only just come up.
-    fn on_down(&mut self, reason: String, retry_in: Duration, quick: bool) {
+    fn on_down(&mut self, reason: String, retry_in: Duration, quick: bool, loss: Loss) {
         let Some(conn) = &self.conn else { return };
         let address = conn.address();
         let was_connected = std::mem::replace(&mut self.connected, false);
+        let culprit = if was_connected {
+            self.take_culprit(&loss)
+        } else {
+            None
+        };
+        if let Loss::Silent { unconfirmed } = loss.clone() {
+            if unconfirmed > 0 {
+                let c = &self.shared.counters;
+                c.published
+                    .fetch_sub(unconfirmed, std::sync::atomic::Ordering::Relaxed);
+                Shared::add(&c.dropped, unconfirmed);
+                warn!("{unconfirmed} QoS 0 messages written after the MQTT broker last answered are probably lost (QoS 0 is never sent again; use QoS 1 for what must arrive)");
+            }
+        }
+        self.suspect = None;
+        if self.overflow.as_ref().is_some_and(|o| o.connected) {
+            self.end_overflow();
+        }
         self.requeue_in_flight();
         self.apply_queue_bound();
-        if quick && self.quick_loss.as_deref() == Some(reason.as_str()) {
+        // The same quick loss twice in a row: the broker drops this client at once.
+        let repeated =
+            quick && culprit.is_none() && self.quick_loss.as_deref() == Some(reason.as_str());
+        if let Some(c) = &culprit {
+            // Told here: a refusal of the next one on this topic is not news.
+            self.shared.first_refusal(&c.topic);
+            let limit = match (self.shared.max_packet(), &loss) {
+                (Some(max), Loss::Closed | Loss::MessageRefused(_) | Loss::AckRefused(_)) => format!("; messages over {max} bytes are refused from now on, until the settings change"),
+                _ => String::new(),
+            };
+            let why = match &loss {
+                Loss::MessageRefused(why) | Loss::AckRefused(why) => {
+                    format!("the broker refused it: {why}")
+                }
+                _ => "probably larger than the broker allows (Mosquitto: max_packet_size or message_size_limit; AWS IoT: 128 KiB)".into(),
+            };
+            warn!(
+                "Lost the connection to the MQTT broker at {address} ({reason}) right after sending the {}-byte message on {}: {why}. That message was dropped and is not sent again{limit}; reconnecting",
+                c.size,
+                crate::status::shown(&c.topic)
+            );
+        } else if repeated && self.quick_hinted {
             debug!("Lost the connection to {address} again right after connecting: {reason}");
-        } else if quick {
-            warn!("Lost the connection to the MQTT broker at {address} right after connecting: {reason}; reconnecting with growing delays. If this repeats, the broker drops this client at once (is another client using the same client id, or does its ACL refuse it?); not logged again while it does");
+        } else if repeated {
+            self.quick_hinted = true;
+            warn!("The MQTT broker at {address} keeps dropping this client right after it connects ({reason}): is another client using the same client id, or does its ACL refuse it? Reconnecting with growing delays; not logged again while it does");
         } else if was_connected {
             warn!("Lost the connection to the MQTT broker at {address}: {reason}; reconnecting, and keeping messages meanwhile");
         } else if self.last_reason.as_deref() != Some(reason.as_str()) {
@@ -510,10 +780,14 @@ impl Runner {
         } else {
             debug!("Still cannot connect to {address}: {reason}");
         }
-        if quick {
+        if quick && culprit.is_none() {
+            if !repeated {
+                self.quick_hinted = false;
+            }
             self.quick_loss = Some(reason.clone());
         } else if was_connected {
             self.quick_loss = None;
+            self.quick_hinted = false;
         }
         self.shared
             .set(State::BackingOff, Some(address), Some(reason.clone()));
@@ -529,6 +803,7 @@ impl Runner {
             .and_then(|c| c.status.as_ref())
             .map(|s| s.topic.clone());
         self.handed_bytes = 0;
+        self.in_flight_bytes = 0;
         let back: Vec<Message> = self
             .unacked
             .drain(..)
@@ -565,6 +840,11 @@ impl Runner {
         }
         self.conn = conn;
         self.last_reason = None;
+        // Another broker, or the same one with other settings: its limits are learnt anew.
+        self.announced_max = None;
+        self.learned_max = None;
+        self.struck = false;
+        self.shared.forget_refusals();
         match self.conn.clone() {
             None => {
                 let waiting = self.queue.len();
@@ -638,7 +918,8 @@ impl Runner {
                             None => true,
                             Some(m) => match &self.session {
                                 Some(s) if s.client.try_publish(&m) => {
-                                    self.handed_bytes += m.payload.len();
+                                    self.handed_bytes += m.cost();
+                                    self.in_flight_bytes += m.cost();
                                     self.handed.push_back(m);
                                     true
                                 }
@@ -690,6 +971,27 @@ impl Runner {
         self.requeue_in_flight();
         self.apply_queue_bound();
     }
+}
+
+/// A large message just written (see [`SUSPECT_WINDOW`]).
+struct Suspect {
+    at: Instant,
+    pkid: u16,
+    qos0: bool,
+    topic: String,
+    size: usize,
+}
+
+/// The message a lost connection was blamed on.
+struct Culprit {
+    topic: String,
+    size: usize,
+}
+
+struct Overflow {
+    /// Dropped while connected (a burst) or offline (an outage).
+    connected: bool,
+    count: u64,
 }
 
 async fn next_event(session: &mut Option<Session>) -> Option<NetEvent> {

@@ -15,6 +15,10 @@ pub enum Error {
     #[error("{0}")]
     Payload(String),
 
+    /// A message over the size every broker connection can carry.
+    #[error("MQTT message too large: {size} bytes of topic and payload, at most {max} (64 MiB less 10 bytes of MQTT header)")]
+    TooLarge { size: usize, max: usize },
+
     /// Settings that cannot be turned into a connection (bad TLS files, bad protocol...).
     #[error("invalid MQTT settings: {0}")]
     Config(String),

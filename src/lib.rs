@@ -36,9 +36,10 @@ use crate::message::{Message, Qos};
 impl From<Error> for PyErr {
     fn from(e: Error) -> PyErr {
         match e {
-            Error::InvalidTopic { .. } | Error::InvalidQos(_) | Error::Config(_) => {
-                PyValueError::new_err(e.to_string())
-            }
+            Error::InvalidTopic { .. }
+            | Error::InvalidQos(_)
+            | Error::Config(_)
+            | Error::TooLarge { .. } => PyValueError::new_err(e.to_string()),
             Error::Payload(_) => PyTypeError::new_err(e.to_string()),
         }
     }
@@ -96,8 +97,12 @@ impl Core {
     }
 
     fn send(&self, msg: Message) -> PyResult<bool> {
+        message::check_size(&msg.topic, &msg.payload)?;
         // What the caller is told: would this message be delivered (now or after a reconnect)?
         let shared = &self.handle.shared;
+        if shared.refuse_too_large(&msg) {
+            return Ok(false);
+        }
         let accepted = shared.is_connected() || (msg.queue_offline && shared.keeps_offline());
         // False after stop() (OctoPrint still fires a few events while shutting down) and when
         // the core is too far behind to take it.
@@ -454,6 +459,7 @@ impl Core {
             ("queued", &c.queued),
             ("dropped", &c.dropped),
             ("refused", &c.refused),
+            ("rejected", &c.rejected),
             ("received", &c.received),
             ("dispatch_dropped", &c.dispatch_dropped),
             ("reconnects", &c.reconnects),
@@ -581,9 +587,10 @@ fn encode_event<'py>(
 
 #[pymodule]
 fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
-    // rumqttc logs every packet at debug level: keep only its warnings out of OctoPrint's log.
+    // rumqttc logs every packet at debug level, and warns of what the core reports itself in
+    // plainer words (a refused publish): only its errors reach OctoPrint's log.
     let logger = pyo3_log::Logger::new(m.py(), pyo3_log::Caching::LoggersAndLevels)?
-        .filter_target("rumqttc".into(), log::LevelFilter::Warn);
+        .filter_target("rumqttc".into(), log::LevelFilter::Error);
     if let Ok(reset) = logger.install() {
         let _ = LOG_RESET.set(Mutex::new(reset));
     }

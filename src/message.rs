@@ -41,3 +41,71 @@ pub struct Incoming {
     pub qos: u8,
     pub retain: bool,
 }
+
+/// The largest message the core sends: topic plus payload. The packet adds at most
+/// [`HEADER_MAX`] bytes, so every message within this bound fits [`PACKET_MAX`] whatever the
+/// protocol and QoS.
+pub const MESSAGE_MAX: usize = PACKET_MAX - HEADER_MAX;
+/// The packet size the client is built for (outgoing and incoming).
+pub const PACKET_MAX: usize = 64 << 20;
+/// A PUBLISH's bytes besides topic and payload, at most: fixed header (1), remaining length
+/// (up to 4), topic length (2), packet id (2), MQTT 5's empty property list (1).
+const HEADER_MAX: usize = 10;
+
+impl Message {
+    /// What the message holds in memory: the bounds of the queues count topics as well as
+    /// payloads (ten thousand 60 KB topics are as heavy as ten thousand 60 KB payloads).
+    pub fn cost(&self) -> usize {
+        self.topic.len() + self.payload.len()
+    }
+
+    /// Its PUBLISH packet's size, as MQTT 5 counts it (one byte more than 3.1.1, so a limit
+    /// checked with it holds for both).
+    pub fn packet_size(&self) -> usize {
+        packet_size(self.topic.len(), self.payload.len(), self.qos)
+    }
+}
+
+pub fn packet_size(topic: usize, payload: usize, qos: Qos) -> usize {
+    let pkid = if qos == Qos::AtMostOnce { 0 } else { 2 };
+    let len = 2 + topic + pkid + 1 + payload;
+    let len_len = match len {
+        0..=127 => 1,
+        128..=16_383 => 2,
+        16_384..=2_097_151 => 3,
+        _ => 4,
+    };
+    1 + len_len + len
+}
+
+/// Refuses a message over [`MESSAGE_MAX`] before it is queued anywhere.
+pub fn check_size(topic: &str, payload: &[u8]) -> Result<()> {
+    let size = topic.len() + payload.len();
+    if size > MESSAGE_MAX {
+        return Err(Error::TooLarge {
+            size,
+            max: MESSAGE_MAX,
+        });
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn packet_sizes_match_the_wire_format() {
+        // 2 + 1 + 1 (props) + 3 = 7 remaining, 1 byte of length, 1 of type.
+        assert_eq!(packet_size(1, 3, Qos::AtMostOnce), 9);
+        assert_eq!(packet_size(1, 3, Qos::AtLeastOnce), 11);
+        // The largest message fits the client's packet bound with any QoS.
+        let worst = packet_size(1, MESSAGE_MAX - 1, Qos::ExactlyOnce);
+        assert!(worst <= PACKET_MAX, "{worst}");
+        assert!(check_size("t", &vec![0; MESSAGE_MAX - 1]).is_ok());
+        assert!(matches!(
+            check_size("t", &vec![0; MESSAGE_MAX]),
+            Err(Error::TooLarge { .. })
+        ));
+    }
+}

@@ -74,7 +74,7 @@ async fn attempt(
     let answer = tokio::time::timeout(timeout, async {
         loop {
             match session.events.recv().await {
-                Some(NetEvent::Connected) => return Ok(()),
+                Some(NetEvent::Connected { .. }) => return Ok(()),
                 Some(NetEvent::Down { reason, .. }) => return Err(reason),
                 Some(_) => continue,
                 None => return Err("the connection test ended unexpectedly".to_string()),

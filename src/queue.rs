@@ -1,13 +1,13 @@
 //! The bounded queue of messages waiting for the broker. It keeps each message whole
 //! (topic, QoS, retain flag) and in order; when full it drops the oldest and counts them.
-//! Full means too many messages (`publish.offlineQueueSize`) or too many payload bytes:
-//! ten thousand queued camera snapshots would not fit in a Raspberry Pi's memory.
+//! Full means too many messages (`publish.offlineQueueSize`) or too many bytes of topics and
+//! payloads: ten thousand queued camera snapshots would not fit in a Raspberry Pi's memory.
 
 use std::collections::VecDeque;
 
 use crate::message::Message;
 
-/// Payload bytes the queue keeps at most (the newest message always fits).
+/// Bytes of topics and payloads the queue keeps at most (the newest message always fits).
 pub const BYTES_MAX: usize = 64 << 20;
 
 #[derive(Debug)]
@@ -34,7 +34,7 @@ impl OfflineQueue {
 
     /// Appends a new message; returns how many old ones had to go to make room.
     pub fn push_back(&mut self, msg: Message) -> u64 {
-        self.bytes += msg.payload.len();
+        self.bytes += msg.cost();
         self.items.push_back(msg);
         self.trim()
     }
@@ -43,7 +43,7 @@ impl OfflineQueue {
     /// acknowledged) back in front, keeping their order: they are older than anything queued.
     pub fn requeue_front(&mut self, msgs: impl DoubleEndedIterator<Item = Message>) -> u64 {
         for msg in msgs.rev() {
-            self.bytes += msg.payload.len();
+            self.bytes += msg.cost();
             self.items.push_front(msg);
         }
         self.trim()
@@ -51,7 +51,7 @@ impl OfflineQueue {
 
     pub fn pop_front(&mut self) -> Option<Message> {
         let msg = self.items.pop_front()?;
-        self.bytes -= msg.payload.len();
+        self.bytes -= msg.cost();
         Some(msg)
     }
 
@@ -138,7 +138,8 @@ mod tests {
             payload: vec![i; n],
             ..msg(i as usize)
         };
-        let mut q = OfflineQueue::with_byte_capacity(100, 10);
+        // Each costs its 3-byte topic and its payload.
+        let mut q = OfflineQueue::with_byte_capacity(100, 16);
         assert_eq!(q.push_back(big(1, 4)), 0);
         assert_eq!(q.push_back(big(2, 4)), 0);
         assert_eq!(q.push_back(big(3, 4)), 1);
@@ -147,6 +148,20 @@ mod tests {
         assert_eq!(q.len(), 1);
         assert_eq!(q.pop_front().unwrap().payload.len(), 50);
         assert_eq!(q.push_back(big(5, 10)), 0);
+    }
+
+    #[test]
+    fn topics_count_against_the_byte_bound() {
+        let long = |i: u8| Message {
+            topic: "t".repeat(6),
+            payload: vec![i],
+            ..msg(i as usize)
+        };
+        let mut q = OfflineQueue::with_byte_capacity(100, 20);
+        assert_eq!(q.push_back(long(1)), 0);
+        assert_eq!(q.push_back(long(2)), 0);
+        assert_eq!(q.push_back(long(3)), 1);
+        assert_eq!(q.len(), 2);
     }
 
     #[test]

@@ -13,11 +13,9 @@ use tokio::time::Instant;
 
 use crate::config::{ConnectionConfig, Protocol};
 use crate::error::Result;
-use crate::message::{Incoming, Message, Qos};
+use crate::message::{Incoming, Message, Qos, PACKET_MAX};
 use crate::tls;
 
-/// Large enough for camera snapshots; rumqttc's default (10 KiB) refuses ordinary payloads.
-pub const MAX_PACKET_SIZE: usize = 64 * 1024 * 1024;
 /// Requests rumqttc buffers between us and the socket; the core keeps the rest itself.
 const REQUEST_CAPACITY: usize = 1024;
 /// QoS 1/2 messages in flight at once (packet ids are finite; the rest wait in our queue).
@@ -28,13 +26,23 @@ const BACKOFF_MAX: Duration = Duration::from_secs(120);
 
 #[derive(Debug)]
 pub enum NetEvent {
-    Connected,
+    /// CONNACK; MQTT 5 brokers may announce the largest packet they take.
+    Connected {
+        max_packet: Option<u32>,
+    },
     /// The connection failed or broke; the task retries after `retry_in` by itself.
     Down {
         reason: String,
         retry_in: Duration,
         /// A connection that was up for less than [`STABLE_CONNECTION`] ended.
         quick: bool,
+        loss: Loss,
+    },
+    /// MQTT 5: the broker answered a QoS 1/2 publish with a failure reason. Sending it again
+    /// would get the same answer.
+    Rejected {
+        pkid: u16,
+        reason: &'static str,
     },
     /// A PUBLISH went out on the socket (packet id 0 for QoS 0).
     Written(u16),
@@ -50,6 +58,33 @@ pub enum NetEvent {
         granted: bool,
     },
     Message(Incoming),
+}
+
+/// What a lost connection says about the messages sent on it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Loss {
+    /// The broker closed or reset the connection without a word (all a 3.1.1 broker can do
+    /// with a packet it refuses: Mosquitto's "disconnected due to oversize packet").
+    Closed,
+    /// The broker's DISCONNECT (MQTT 5), or the client itself, refused a message it sent.
+    MessageRefused(&'static str),
+    /// MQTT 5: the broker answered the oldest unacknowledged publish with a reason code
+    /// rumqttc cannot read (Mosquitto's "packet too large" in a PUBACK), which ends the
+    /// connection.
+    AckRefused(&'static str),
+    /// MQTT 5: another client connected with the same client id.
+    TakenOver,
+    /// The silence watchdog gave up: this many QoS 0 messages were written after the broker
+    /// last answered, and are probably lost (QoS 0 is never sent again).
+    Silent { unconfirmed: u64 },
+    /// Anything else (a connect that failed, a protocol error).
+    Other,
+}
+
+/// A failed step: the reason in words, and what it means for the messages.
+struct Failure {
+    reason: String,
+    loss: Loss,
 }
 
 pub enum Client {
@@ -159,7 +194,7 @@ pub fn start(cfg: &ConnectionConfig) -> Result<Session> {
             let mut o = rumqttc::MqttOptions::new(&cfg.client_id, &host, cfg.port);
             o.set_keep_alive(keepalive)
                 .set_clean_session(cfg.clean_session)
-                .set_max_packet_size(MAX_PACKET_SIZE, MAX_PACKET_SIZE)
+                .set_max_packet_size(PACKET_MAX, PACKET_MAX)
                 .set_inflight(MAX_INFLIGHT)
                 .set_transport(transport);
             if let Some(user) = &cfg.username {
@@ -182,7 +217,7 @@ pub fn start(cfg: &ConnectionConfig) -> Result<Session> {
             let mut o = v5::MqttOptions::new(&cfg.client_id, &host, cfg.port);
             o.set_keep_alive(keepalive)
                 .set_clean_start(cfg.clean_session)
-                .set_max_packet_size(Some(MAX_PACKET_SIZE as u32))
+                .set_max_packet_size(Some(PACKET_MAX as u32))
                 .set_outgoing_inflight_upper_limit(MAX_INFLIGHT)
                 .set_transport(transport)
                 .set_network_options(net);
@@ -257,9 +292,10 @@ struct Step {
 /// rumqttc's two event loops (MQTT 3.1.1 and 5) behind one face, so one driver runs both.
 trait Link {
     /// Polls once; the error is the failure, already in words.
-    async fn step(&mut self) -> Result<Step, String>;
+    async fn step(&mut self) -> Result<Step, Failure>;
     /// Forgets the connection and everything rumqttc would replay on its own: the core
-    /// re-sends what was not acknowledged itself.
+    /// re-sends what was not acknowledged itself. rumqttc's buffered events go too: after the
+    /// next CONNACK, a stale "written" from the old connection would be taken for a new one.
     fn reset(&mut self);
 }
 
@@ -267,16 +303,15 @@ struct V4(rumqttc::EventLoop, String, Ctx);
 struct V5(v5::EventLoop, String, Ctx);
 
 impl Link for V4 {
-    async fn step(&mut self) -> Result<Step, String> {
+    async fn step(&mut self) -> Result<Step, Failure> {
         use rumqttc::{Event, Outgoing, Packet};
-        let ev = self
-            .0
-            .poll()
-            .await
-            .map_err(|e| describe_v4(&e, &self.1, self.2))?;
+        let ev = self.0.poll().await.map_err(|e| Failure {
+            reason: describe_v4(&e, &self.1, self.2),
+            loss: loss_v4(&e),
+        })?;
         let heard = matches!(ev, Event::Incoming(_));
         let event = match ev {
-            Event::Incoming(Packet::ConnAck(_)) => Some(NetEvent::Connected),
+            Event::Incoming(Packet::ConnAck(_)) => Some(NetEvent::Connected { max_packet: None }),
             Event::Incoming(Packet::Publish(p)) => Some(NetEvent::Message(Incoming {
                 topic: p.topic,
                 payload: p.payload.to_vec(),
@@ -303,22 +338,46 @@ impl Link for V4 {
     fn reset(&mut self) {
         self.0.clean();
         self.0.pending.clear();
+        self.0.state.events.clear();
     }
 }
 
 impl Link for V5 {
-    async fn step(&mut self) -> Result<Step, String> {
+    async fn step(&mut self) -> Result<Step, Failure> {
         use rumqttc::Outgoing;
-        use v5::mqttbytes::v5::{Packet, SubscribeReasonCode};
+        use v5::mqttbytes::v5::{Packet, PubAckReason, PubRecReason, SubscribeReasonCode};
         use v5::Event;
-        let ev = self
-            .0
-            .poll()
-            .await
-            .map_err(|e| describe_v5(&e, &self.1, self.2))?;
+        let ev = self.0.poll().await.map_err(|e| Failure {
+            reason: describe_v5(&e, &self.1, self.2),
+            loss: loss_v5(&e),
+        })?;
         let heard = matches!(ev, Event::Incoming(_));
         let event = match ev {
-            Event::Incoming(Packet::ConnAck(_)) => Some(NetEvent::Connected),
+            Event::Incoming(Packet::ConnAck(c)) => Some(NetEvent::Connected {
+                max_packet: c.properties.and_then(|p| p.max_packet_size),
+            }),
+            Event::Incoming(Packet::PubAck(a))
+                if !matches!(
+                    a.reason,
+                    PubAckReason::Success | PubAckReason::NoMatchingSubscribers
+                ) =>
+            {
+                Some(NetEvent::Rejected {
+                    pkid: a.pkid,
+                    reason: puback_reason(&a.reason),
+                })
+            }
+            Event::Incoming(Packet::PubRec(a))
+                if !matches!(
+                    a.reason,
+                    PubRecReason::Success | PubRecReason::NoMatchingSubscribers
+                ) =>
+            {
+                Some(NetEvent::Rejected {
+                    pkid: a.pkid,
+                    reason: pubrec_reason(&a.reason),
+                })
+            }
             Event::Incoming(Packet::Publish(p)) => Some(NetEvent::Message(Incoming {
                 topic: String::from_utf8_lossy(&p.topic).into_owned(),
                 payload: p.payload.to_vec(),
@@ -345,6 +404,7 @@ impl Link for V5 {
     fn reset(&mut self) {
         self.0.clean();
         self.0.pending.clear();
+        self.0.state.events.clear();
     }
 }
 
@@ -356,6 +416,11 @@ async fn drive(mut link: impl Link, tx: mpsc::Sender<NetEvent>, keepalive: Durat
     let mut backoff = Backoff::new();
     let silence_limit = keepalive * 3 / 2;
     let mut connected = false;
+    // The last connection ended right after it came up: a second one in a row is a pattern
+    // (a broker dropping this client at once), a first one may be a broker restarting.
+    let mut last_was_quick = false;
+    // QoS 0 messages written since the broker last sent anything.
+    let mut unconfirmed: u64 = 0;
     let mut last_heard = Instant::now();
     // When the current connection came up, and the backoff it reset.
     let mut connected_at = Instant::now();
@@ -378,10 +443,13 @@ async fn drive(mut link: impl Link, tx: mpsc::Sender<NetEvent>, keepalive: Durat
                             watchdog.as_mut().reset(deadline);
                             continue;
                         }
-                        break Err(format!(
-                            "the broker stopped answering (nothing received for {} s, 1.5 times the keepalive)",
-                            silence_limit.as_secs()
-                        ));
+                        break Err(Failure {
+                            reason: format!(
+                                "the broker stopped answering (nothing received for {} s, 1.5 times the keepalive)",
+                                silence_limit.as_secs()
+                            ),
+                            loss: Loss::Silent { unconfirmed },
+                        });
                     }
                 }
             }
@@ -390,10 +458,14 @@ async fn drive(mut link: impl Link, tx: mpsc::Sender<NetEvent>, keepalive: Durat
             Ok(Step { event, heard }) => {
                 if heard {
                     last_heard = Instant::now();
+                    unconfirmed = 0;
                 }
                 let Some(event) = event else { continue };
                 let last = matches!(event, NetEvent::DisconnectSent);
-                if matches!(event, NetEvent::Connected) {
+                if matches!(event, NetEvent::Written(0)) {
+                    unconfirmed += 1;
+                }
+                if matches!(event, NetEvent::Connected { .. }) {
                     connected = true;
                     connected_at = Instant::now();
                     backoff_before = backoff.reset();
@@ -403,14 +475,18 @@ async fn drive(mut link: impl Link, tx: mpsc::Sender<NetEvent>, keepalive: Durat
                     return;
                 }
             }
-            Err(reason) => {
+            Err(Failure { reason, loss }) => {
                 // A broker that drops us right after accepting (another client with the same
                 // id, an ACL) would otherwise be reconnected to every second, forever.
                 let quick = connected && connected_at.elapsed() < STABLE_CONNECTION;
-                if quick {
+                if quick && last_was_quick {
                     backoff.restore(backoff_before);
                 }
+                if connected {
+                    last_was_quick = quick;
+                }
                 connected = false;
+                unconfirmed = 0;
                 // The next attempt starts from scratch (also after the silence watchdog
                 // abandoned a connection mid-packet).
                 link.reset();
@@ -419,6 +495,7 @@ async fn drive(mut link: impl Link, tx: mpsc::Sender<NetEvent>, keepalive: Durat
                     reason,
                     retry_in,
                     quick,
+                    loss,
                 };
                 if tx.send(down).await.is_err() {
                     return;
@@ -427,6 +504,135 @@ async fn drive(mut link: impl Link, tx: mpsc::Sender<NetEvent>, keepalive: Durat
                 link.reset();
             }
         }
+    }
+}
+
+fn is_closed(io: &io::Error) -> bool {
+    use io::ErrorKind::*;
+    matches!(
+        io.kind(),
+        UnexpectedEof | ConnectionReset | ConnectionAborted | BrokenPipe
+    ) && rustls_cause(io).is_none()
+}
+
+fn loss_v4(e: &rumqttc::ConnectionError) -> Loss {
+    use rumqttc::{ConnectionError as E, StateError as S};
+    match e {
+        E::Io(io)
+        | E::MqttState(S::Io(io))
+        | E::MqttState(S::Deserialization(rumqttc::mqttbytes::Error::Io(io)))
+            if is_closed(io) =>
+        {
+            Loss::Closed
+        }
+        E::MqttState(S::ConnectionAborted) => Loss::Closed,
+        E::MqttState(S::Deserialization(rumqttc::mqttbytes::Error::OutgoingPacketTooLarge {
+            ..
+        })) => Loss::MessageRefused("larger than this client's 64 MiB packet limit"),
+        _ => Loss::Other,
+    }
+}
+
+fn loss_v5(e: &v5::ConnectionError) -> Loss {
+    use v5::mqttbytes::v5::DisconnectReasonCode as D;
+    use v5::{ConnectionError as E, StateError as S};
+    match e {
+        E::Io(io)
+        | E::MqttState(S::Io(io))
+        | E::MqttState(S::Deserialization(v5::mqttbytes::Error::Io(io)))
+            if is_closed(io) =>
+        {
+            Loss::Closed
+        }
+        E::MqttState(S::ConnectionAborted) => Loss::Closed,
+        E::MqttState(
+            S::OutgoingPacketTooLarge { .. }
+            | S::Deserialization(v5::mqttbytes::Error::OutgoingPacketTooLarge { .. }),
+        ) => Loss::MessageRefused("larger than the broker's maximum packet size"),
+        // Acks come in order: the one rumqttc could not read answers the oldest publish.
+        E::MqttState(S::Deserialization(v5::mqttbytes::Error::InvalidConnectReturnCode(code))) => {
+            Loss::AckRefused(
+                match v5::mqttbytes::v5::DisconnectReasonCode::try_from(*code) {
+                    Ok(c) => disconnect_reason(&c).unwrap_or("refused"),
+                    Err(_) => "refused with an unknown reason code",
+                },
+            )
+        }
+        E::MqttState(S::ServerDisconnect { reason_code, .. }) => match reason_code {
+            D::SessionTakenOver => Loss::TakenOver,
+            D::PacketTooLarge
+            | D::PayloadFormatInvalid
+            | D::TopicNameInvalid
+            | D::NotAuthorized
+            | D::RetainNotSupported
+            | D::QoSNotSupported => {
+                Loss::MessageRefused(disconnect_reason(reason_code).unwrap_or("refused"))
+            }
+            _ => Loss::Other,
+        },
+        _ => Loss::Other,
+    }
+}
+
+/// MQTT 5 reason codes in words (None: a normal disconnect).
+fn disconnect_reason(code: &v5::mqttbytes::v5::DisconnectReasonCode) -> Option<&'static str> {
+    use v5::mqttbytes::v5::DisconnectReasonCode as D;
+    Some(match code {
+        D::NormalDisconnection | D::DisconnectWithWillMessage => return None,
+        D::PacketTooLarge => "packet too large",
+        D::PayloadFormatInvalid => "payload format invalid",
+        D::TopicNameInvalid => "topic name invalid",
+        D::NotAuthorized => "not authorised",
+        D::RetainNotSupported => "retained messages not supported",
+        D::QoSNotSupported => "QoS not supported",
+        D::SessionTakenOver => {
+            "session taken over: another client connected with the same client id"
+        }
+        D::ServerShuttingDown => "the broker is shutting down",
+        D::ServerBusy => "server busy",
+        D::KeepAliveTimeout => "keepalive timeout",
+        D::QuotaExceeded => "quota exceeded",
+        D::MessageRateTooHigh => "message rate too high",
+        D::AdministrativeAction => "administrative action",
+        D::MalformedPacket => "malformed packet",
+        D::ProtocolError => "protocol error",
+        D::ReceiveMaximumExceeded => "receive maximum exceeded",
+        D::TopicAliasInvalid => "topic alias invalid",
+        D::UseAnotherServer | D::ServerMoved => "use another server",
+        D::MaximumConnectTime => "maximum connect time reached",
+        D::ImplementationSpecificError => "implementation-specific error",
+        _ => "unspecified error",
+    })
+}
+
+fn puback_reason(r: &v5::mqttbytes::v5::PubAckReason) -> &'static str {
+    use v5::mqttbytes::v5::PubAckReason as R;
+    match r {
+        R::NotAuthorized => "not authorised",
+        R::TopicNameInvalid => "topic name invalid",
+        R::PacketIdentifierInUse => "packet identifier in use",
+        R::QuotaExceeded => "quota exceeded",
+        R::PayloadFormatInvalid => "payload format invalid",
+        // Mosquitto's answer to a message over its message_size_limit.
+        R::ImplementationSpecificError => {
+            "implementation-specific error (for Mosquitto: over its message_size_limit?)"
+        }
+        _ => "unspecified error",
+    }
+}
+
+fn pubrec_reason(r: &v5::mqttbytes::v5::PubRecReason) -> &'static str {
+    use v5::mqttbytes::v5::PubRecReason as R;
+    match r {
+        R::NotAuthorized => "not authorised",
+        R::TopicNameInvalid => "topic name invalid",
+        R::PacketIdentifierInUse => "packet identifier in use",
+        R::QuotaExceeded => "quota exceeded",
+        R::PayloadFormatInvalid => "payload format invalid",
+        R::ImplementationSpecificError => {
+            "implementation-specific error (for Mosquitto: over its message_size_limit?)"
+        }
+        _ => "unspecified error",
     }
 }
 
@@ -604,6 +810,29 @@ fn describe_v5(e: &v5::ConnectionError, address: &str, ctx: Ctx) -> String {
         E::MqttState(S::Deserialization(v5::mqttbytes::Error::Io(io))) => {
             describe_io(io, address, ctx)
         }
+        E::MqttState(S::Deserialization(v5::mqttbytes::Error::InvalidConnectReturnCode(code))) => {
+            let why = v5::mqttbytes::v5::DisconnectReasonCode::try_from(*code)
+                .ok()
+                .and_then(|c| disconnect_reason(&c))
+                .unwrap_or("an unknown reason code");
+            format!("the broker refused a message ({why}, reason code {code:#04x} in its acknowledgement)")
+        }
+        E::MqttState(S::ServerDisconnect {
+            reason_code,
+            reason_string,
+        }) => {
+            let why = disconnect_reason(reason_code).unwrap_or("no reason given");
+            match reason_string {
+                Some(s) => format!("the broker disconnected this client: {why} ({s})"),
+                None => format!("the broker disconnected this client: {why}"),
+            }
+        }
+        E::MqttState(
+            S::OutgoingPacketTooLarge { pkt_size, max }
+            | S::Deserialization(v5::mqttbytes::Error::OutgoingPacketTooLarge { pkt_size, max }),
+        ) => format!(
+            "a {pkt_size}-byte packet is larger than the broker's maximum packet size ({max} bytes)"
+        ),
         E::MqttState(other) => format!("MQTT protocol error: {other}"),
         E::Timeout(_) => {
             format!("timed out connecting to {address} (no answer within {CONNECT_TIMEOUT_SECS} s)")

@@ -1,6 +1,7 @@
 //! What the Python side can read at any time without asking the core's thread.
 
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::Relaxed};
+use std::collections::HashSet;
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering::Relaxed};
 use std::sync::{Condvar, Mutex};
 use std::time::{Duration, SystemTime};
 
@@ -46,16 +47,24 @@ pub struct Counters {
     pub published: AtomicU64,
     /// Accepted while offline and kept for later.
     pub queued: AtomicU64,
-    /// Lost: offline queue overflow, or the core could not keep up.
+    /// Lost: queue overflow, the core could not keep up, or QoS 0 messages written to a
+    /// connection that then went silent.
     pub dropped: AtomicU64,
+    /// Refused by the broker, or over the packet size it takes: dropped, never sent again.
+    pub rejected: AtomicU64,
     /// Refused while offline because the sender did not allow queueing.
     pub refused: AtomicU64,
     pub received: AtomicU64,
     /// Received, but dropped because the callbacks' queue was full.
     pub dispatch_dropped: AtomicU64,
     pub reconnects: AtomicU64,
+    /// Not delivered yet: queued, handed to the client, or waiting for the broker's ack.
     pub queue_depth: AtomicU64,
 }
+
+/// Distinct keys seen at most this many times remembered: past it the memory starts afresh
+/// (a few lines logged twice, instead of memory growing with every new topic).
+const TOLD_MAX: usize = 256;
 
 #[derive(Debug)]
 pub struct Shared {
@@ -64,6 +73,13 @@ pub struct Shared {
     /// first settings and while a broker is configured, false when idle or stopped.
     pub keeps_offline: AtomicBool,
     pub counters: Counters,
+    /// Bytes of the messages waiting in the command channel (see `connection.rs`).
+    pub commands_bytes: AtomicUsize,
+    /// The largest packet the broker takes: what its CONNACK announced (MQTT 5) or what its
+    /// dropping the connection taught (see `connection.rs`); `usize::MAX` while unknown.
+    max_packet: AtomicUsize,
+    /// Messages refused for their size, by topic, already logged.
+    told: Mutex<HashSet<String>>,
     snapshot: Mutex<Snapshot>,
     changed: Condvar,
 }
@@ -74,6 +90,9 @@ impl Default for Shared {
             connected: AtomicBool::new(false),
             keeps_offline: AtomicBool::new(true),
             counters: Counters::default(),
+            commands_bytes: AtomicUsize::new(0),
+            max_packet: AtomicUsize::new(usize::MAX),
+            told: Mutex::new(HashSet::new()),
             snapshot: Mutex::new(Snapshot {
                 state: State::Starting,
                 broker: None,
@@ -93,6 +112,57 @@ impl Shared {
 
     pub fn keeps_offline(&self) -> bool {
         self.keeps_offline.load(Relaxed)
+    }
+
+    /// The one rule both threads ask: does this message fit the broker's packet limit?
+    pub fn fits(&self, m: &crate::message::Message) -> bool {
+        m.packet_size() <= self.max_packet.load(Relaxed)
+    }
+
+    pub fn max_packet(&self) -> Option<usize> {
+        Some(self.max_packet.load(Relaxed)).filter(|&m| m != usize::MAX)
+    }
+
+    pub fn set_max_packet(&self, max: Option<usize>) {
+        self.max_packet.store(max.unwrap_or(usize::MAX), Relaxed);
+    }
+
+    /// True the first time a topic is refused for its size: a camera publishing a snapshot
+    /// every ten seconds gets one log line, not one per snapshot.
+    pub fn first_refusal(&self, topic: &str) -> bool {
+        let mut told = self.told.lock().unwrap_or_else(|p| p.into_inner());
+        if told.contains(topic) {
+            return false;
+        }
+        if told.len() >= TOLD_MAX {
+            told.clear();
+        }
+        told.insert(topic.to_owned());
+        true
+    }
+
+    /// Refuses a message over the broker's packet limit: counted as rejected, logged the
+    /// first time for its topic. True when refused. Both the helpers (before queueing) and the
+    /// core's thread (for what was queued before the limit was known) ask this.
+    pub fn refuse_too_large(&self, m: &crate::message::Message) -> bool {
+        let Some(max) = self.max_packet().filter(|&max| m.packet_size() > max) else {
+            return false;
+        };
+        Self::add(&self.counters.rejected, 1);
+        if self.first_refusal(&m.topic) {
+            warn!(
+                "Not sending the {}-byte message on {}: the MQTT broker takes packets of at most {max} bytes (announced by it, or learnt when it dropped the connection after a larger one); dropped (not logged again for this topic)",
+                m.packet_size(),
+                shown(&m.topic)
+            );
+        }
+        true
+    }
+
+    /// A new broker: what the last one refused says nothing about this one.
+    pub fn forget_refusals(&self) {
+        self.set_max_packet(None);
+        self.told.lock().unwrap_or_else(|p| p.into_inner()).clear();
     }
 
     pub fn snapshot(&self) -> Snapshot {
@@ -141,6 +211,15 @@ impl Shared {
     pub fn add(counter: &AtomicU64, n: u64) {
         counter.fetch_add(n, Relaxed);
     }
+}
+
+/// A topic for a log line: long ones cut (a 60 KB topic helps nobody).
+pub fn shown(topic: &str) -> String {
+    let mut s: String = topic.chars().take(80).collect();
+    if s.len() < topic.len() {
+        s.push('…');
+    }
+    format!("{s:?}")
 }
 
 #[cfg(test)]

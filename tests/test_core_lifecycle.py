@@ -245,16 +245,20 @@ def test_offline_queue_is_bounded_in_bytes_too(core_factory, broker, subscriber_
     broker.stop()
     core = core_factory(settings_for(broker, base))
     wait_state(core, "backing_off")
+    topic = f"{base}snap"
     for i in range(100):
-        blob = i.to_bytes(4, "big") + bytes(1024 * 1024 - 4)
-        assert core.publish(f"{base}snap", blob, False, 1, True, True) is True
+        # Each costs 1 MiB with its topic: the bound counts topics too.
+        blob = i.to_bytes(4, "big") + bytes(1024 * 1024 - 4 - len(topic))
+        assert core.publish(topic, blob, False, 1, True, True) is True
     wait_until(lambda: core.status()["dropped"] == 36, what="36 drops")
     time.sleep(FIRST_RETRY_GAP)
     broker.start()
     sub = subscriber_factory(broker.host, broker.port, f"{base}#")
     got = sub.wait_count(f"{base}snap", 64, timeout=30)
     assert [int.from_bytes(m.payload[:4], "big") for m in got] == list(range(36, 100))
-    assert log_lines(caplog, "offline queue is full (10000 messages or 64 MiB)")
+    assert log_lines(
+        caplog, "offline queue is full (10000 messages or 64 MiB of topics and payloads)"
+    )
 
 
 def test_idle_without_a_broker_says_so_once(core_factory, caplog):

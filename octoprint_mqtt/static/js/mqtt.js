@@ -23,6 +23,7 @@ $(function () {
             ["published", gettext("published")],
             ["queued", gettext("queued")],
             ["dropped", gettext("dropped")],
+            ["rejected", gettext("rejected")],
             ["received", gettext("received")],
             ["reconnects", gettext("reconnects")]
         ];

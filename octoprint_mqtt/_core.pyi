@@ -72,6 +72,12 @@ def test_connection(settings: Mapping[str, Any], timeout: float = 5.0) -> dict[s
     own client id), waiting at most ``timeout`` s without the GIL. Returns ``ok``, ``reason``,
     ``broker``, ``protocol`` and ``elapsed`` (seconds). ValueError for unparsable settings."""
 
+def same_broker(saved: Mapping[str, Any], candidate: Mapping[str, Any]) -> bool:
+    """Whether the settings tree ``candidate`` reaches the same endpoint the same way as
+    ``saved``: host, port, user name, TLS on/off with its files, ciphers and host-name check,
+    transport and WebSocket path, as the connection reads them. False when ``candidate``
+    cannot be parsed or either has no broker."""
+
 def encode_json(value: Any) -> bytes:
     """Any Python value as the JSON text the plugin publishes."""
 

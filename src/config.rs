@@ -235,6 +235,16 @@ impl std::fmt::Debug for ConnectionConfig {
 }
 
 impl ConnectionConfig {
+    /// Same host, port, user, TLS (files, ciphers, checks), transport and WebSocket path:
+    /// the saved password may only go where it was saved for, the same way.
+    pub fn same_endpoint(&self, other: &ConnectionConfig) -> bool {
+        self.host == other.host
+            && self.port == other.port
+            && self.username == other.username
+            && self.tls == other.tls
+            && self.websocket_path == other.websocket_path
+    }
+
     /// `host:port`, for log lines and the status.
     pub fn address(&self) -> String {
         if self.host.contains(':') {
@@ -708,6 +718,49 @@ mod tests {
         assert_eq!(p.metadata_topic("a.b"), "octoprint/metadata/a.b");
         assert_eq!(p.metadata_keys, ["a.b", "c"]);
         assert_eq!(p.temperature_threshold, 0.5);
+    }
+
+    #[test]
+    fn the_same_endpoint_means_every_part_of_it() {
+        let conn = |extra: serde_json::Value| {
+            let mut tree = serde_json::json!({"broker": {
+                "url": "h", "port": 1883, "username": "u", "password": "p",
+                "tls_active": true, "tls": {"ca_certs": "/ca.pem"},
+            }});
+            for (k, v) in extra.as_object().unwrap() {
+                tree["broker"][k] = v.clone();
+            }
+            parse_lenient(tree).0.connection("id").unwrap()
+        };
+        let saved = conn(serde_json::json!({}));
+        let same = [
+            serde_json::json!({"url": " h ", "port": "1883", "password": ""}),
+            serde_json::json!({"protocol": "MQTTv5", "keepalive": 10}),
+            serde_json::json!({"transport": "tcp", "ws_path": "/other"}),
+        ];
+        for change in same {
+            assert!(saved.same_endpoint(&conn(change.clone())), "{change}");
+        }
+        let other = [
+            serde_json::json!({"url": "elsewhere"}),
+            serde_json::json!({"port": 1884}),
+            serde_json::json!({"username": "v"}),
+            serde_json::json!({"tls_active": false}),
+            serde_json::json!({"tls": {"ca_certs": "/other.pem"}}),
+            serde_json::json!({"tls": {"ca_certs": "/ca.pem", "ciphers": "TLS_AES_128_GCM_SHA256"}}),
+            serde_json::json!({"tls_insecure": true}),
+            serde_json::json!({"transport": "websockets"}),
+        ];
+        for change in other {
+            assert!(!saved.same_endpoint(&conn(change.clone())), "{change}");
+        }
+        let ws = conn(serde_json::json!({"transport": "websockets"}));
+        assert!(ws.same_endpoint(&conn(
+            serde_json::json!({"transport": "ws", "ws_path": "mqtt"})
+        )));
+        assert!(!ws.same_endpoint(&conn(
+            serde_json::json!({"transport": "websockets", "ws_path": "/x"})
+        )));
     }
 
     #[test]

@@ -557,6 +557,26 @@ fn test_connection<'py>(
     Ok(d)
 }
 
+/// Whether the settings tree `candidate` connects to the same broker endpoint, the same way,
+/// as `saved` (the settings in force): host, port, user name, TLS with its files and checks,
+/// transport and WebSocket path. Judged on the values as the connection reads them, so
+/// that no spelling of a setting can differ without counting as a change. A candidate the
+/// connection test could not use (it parses the same way) is never the same.
+#[pyfunction]
+fn same_broker(saved: &Bound<'_, PyAny>, candidate: &Bound<'_, PyAny>) -> bool {
+    let Ok(tree) = pythonize::depythonize::<serde_json::Value>(saved) else {
+        return false;
+    };
+    let (saved, _) = config::parse_lenient(tree);
+    let Ok(candidate) = pythonize::depythonize::<Settings>(candidate) else {
+        return false;
+    };
+    match (saved.connection(""), candidate.connection("")) {
+        (Some(a), Some(b)) => a.same_endpoint(&b),
+        _ => false,
+    }
+}
+
 /// Any Python value as the JSON text the plugin publishes.
 #[pyfunction]
 fn encode_json<'py>(py: Python<'py>, value: &Bound<'py, PyAny>) -> Bound<'py, PyBytes> {
@@ -592,6 +612,7 @@ fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(encode_event, m)?)?;
     m.add_function(wrap_pyfunction!(validate_topic, m)?)?;
     m.add_function(wrap_pyfunction!(test_connection, m)?)?;
+    m.add_function(wrap_pyfunction!(same_broker, m)?)?;
     m.add("__version__", env!("CARGO_PKG_VERSION"))?;
     Ok(())
 }

@@ -56,6 +56,10 @@ class Core:
     def stop(self, timeout: float = 1.0) -> bool:
         """Disconnects cleanly and stops the thread; False if that took longer than timeout."""
     @property
+    def timestamp_field(self) -> str:
+        """The timestamp property's name in force: ``timestamp_fieldname``, or
+        ``_timestamp`` when that is not a non-empty string."""
+    @property
     def connected(self) -> bool: ...
     def status(self) -> dict[str, Any]:
         """state, broker, since, last_error, version and the counters published, queued,

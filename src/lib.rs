@@ -63,6 +63,9 @@ struct Core {
     client_id: String,
     temperatures: Mutex<temperature::Tracker>,
     registry: SharedRegistry,
+    /// The settings warnings of the last `configure`: OctoPrint configures again at startup
+    /// and on every save, and a value already reported is not reported again.
+    warned: Mutex<Vec<String>>,
 }
 
 impl Core {
@@ -126,6 +129,7 @@ impl Core {
             publishing: RwLock::new(Arc::new(defaults.publishing())),
             client_id: config::generate_client_id(),
             temperatures: Mutex::new(temperature::Tracker::default()),
+            warned: Mutex::new(Vec::new()),
         })
     }
 
@@ -138,8 +142,12 @@ impl Core {
         let tree: serde_json::Value = pythonize::depythonize(settings)
             .map_err(|e| PyValueError::new_err(format!("invalid MQTT settings: {e}")))?;
         let (settings, warnings) = config::parse_lenient(tree);
-        for w in warnings {
-            warn!("{w}");
+        {
+            let mut warned = self.warned.lock().unwrap_or_else(|p| p.into_inner());
+            for w in warnings.iter().filter(|w| !warned.contains(w)) {
+                warn!("{w}");
+            }
+            *warned = warnings;
         }
         if let Some(reset) = LOG_RESET.get() {
             // Pick up log levels changed in OctoPrint's logging settings.
@@ -418,6 +426,13 @@ impl Core {
         py.detach(|| self.handle.shutdown(timeout))
     }
 
+    /// The timestamp property's name in force (`timestamp_fieldname`, or `_timestamp` when
+    /// that is unusable): the Python helpers add the same one.
+    #[getter]
+    fn timestamp_field(&self) -> String {
+        self.publishing().timestamp_field.clone()
+    }
+
     #[getter]
     fn connected(&self) -> bool {
         self.handle.shared.is_connected()
@@ -568,9 +583,10 @@ fn same_broker(saved: &Bound<'_, PyAny>, candidate: &Bound<'_, PyAny>) -> bool {
         return false;
     };
     let (saved, _) = config::parse_lenient(tree);
-    let Ok(candidate) = pythonize::depythonize::<Settings>(candidate) else {
+    let Ok(mut candidate) = pythonize::depythonize::<Settings>(candidate) else {
         return false;
     };
+    candidate.sanitize();
     match (saved.connection(""), candidate.connection("")) {
         (Some(a), Some(b)) => a.same_endpoint(&b),
         _ => false,

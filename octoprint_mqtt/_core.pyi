@@ -56,6 +56,10 @@ class Core:
     def stop(self, timeout: float = 1.0) -> bool:
         """Disconnects cleanly and stops the thread; False if that took longer than timeout."""
     @property
+    def timestamp_field(self) -> str:
+        """The timestamp property's name in force: ``timestamp_fieldname``, or
+        ``_timestamp`` when that is not a non-empty string."""
+    @property
     def connected(self) -> bool: ...
     def status(self) -> dict[str, Any]:
         """state, broker, since, last_error, version and the counters published, queued,
@@ -72,6 +76,12 @@ def test_connection(settings: Mapping[str, Any], timeout: float = 5.0) -> dict[s
     """One connection attempt with a settings tree, on a throwaway client (no last will, its
     own client id), waiting at most ``timeout`` s without the GIL. Returns ``ok``, ``reason``,
     ``broker``, ``protocol`` and ``elapsed`` (seconds). ValueError for unparsable settings."""
+
+def same_broker(saved: Mapping[str, Any], candidate: Mapping[str, Any]) -> bool:
+    """Whether the settings tree ``candidate`` reaches the same endpoint the same way as
+    ``saved``: host, port, user name, TLS on/off with its files, ciphers and host-name check,
+    transport and WebSocket path, as the connection reads them. False when ``candidate``
+    cannot be parsed or either has no broker."""
 
 def encode_json(value: Any) -> bytes:
     """Any Python value as the JSON text the plugin publishes."""

@@ -10,6 +10,7 @@ import flask
 from octoprint.access import ADMIN_GROUP
 from octoprint.access.permissions import Permissions
 
+from ._core import same_broker
 from ._core import test_connection as core_test_connection
 
 TEST_TIMEOUT = 5.0
@@ -59,25 +60,31 @@ def _merge(base, extra):
     return result
 
 
-def _target(settings):
-    broker = settings.get("broker") or {}
-    return (
-        str(broker.get("url") or "").strip(),
-        str(broker.get("port") or "").strip(),
-        broker.get("username") or None,
-    )
+def _shape_problem(stored, form, path="settings"):
+    """Why `form` cannot be laid over `stored`: a section (a dict in the settings) given as
+    something else, such as ``"broker": null``. None when it can."""
+    if not isinstance(form, dict):
+        return f"{path} must be an object"
+    for key, value in form.items():
+        if isinstance(stored.get(key), dict):
+            problem = _shape_problem(
+                stored[key], value, key if path == "settings" else f"{path}.{key}"
+            )
+            if problem:
+                return problem
+    return None
 
 
 def settings_to_test(stored, form):
     """The settings a test uses: the stored ones with the dialog's values on top. A blank
-    password means "the saved one", but only for the broker and user it was saved for: who may
-    test must not be able to send the saved password to a host of their choosing."""
+    password means "the saved one", but only for the very endpoint it was saved for (host,
+    port, user, TLS and its files, transport, WebSocket path; see `same_broker`): who may test
+    cannot read the password, and must not be able to have it sent elsewhere, or in clear."""
     settings = _merge(stored, form)
-    entered = (form.get("broker") or {}).get("password")
-    if not entered:
-        same = _target(settings) == _target(stored)
-        settings["broker"]["password"] = (
-            (stored.get("broker") or {}).get("password") if same else None
+    if not (form.get("broker") or {}).get("password"):
+        saved = (stored.get("broker") or {}).get("password")
+        settings.setdefault("broker", {})["password"] = (
+            saved if same_broker(stored, settings) else None
         )
     return settings
 
@@ -86,9 +93,12 @@ def test_connection(stored, lock, data):
     """`stored`: the settings in force; `lock` keeps tests from piling up in OctoPrint's
     request threads (each may wait TEST_TIMEOUT)."""
     _require_permission()
-    form = data.get("settings") or {}
-    if not isinstance(form, dict):
-        flask.abort(400, description="settings must be an object")
+    form = data.get("settings")
+    if form is None:
+        form = {}
+    problem = _shape_problem(stored, form)
+    if problem:
+        return flask.jsonify(ok=False, reason=problem), 400
     if not lock.acquire(blocking=False):
         return flask.jsonify(ok=False, reason="another connection test is running"), 409
     try:

@@ -167,8 +167,10 @@ class MqttPlugin(
         publish = settings.get("publish") or {}
         self._printer_data = bool(publish.get("printerData"))
         self._metadata_active = bool(publish.get("metadataActive"))
-        self._timestamp_field = settings.get("timestamp_fieldname") or "_timestamp"
         self._report(self._core.configure, settings, connect)
+        # The core's reading of timestamp_fieldname (it falls back to `_timestamp` when the
+        # value is not a name), so that the helpers stamp like the plugin's own messages.
+        self._timestamp_field = self._core.timestamp_field
 
     def _report(self, call, *args):
         """Runs a core call; a ValueError (a bad topic template, bad settings) would repeat on

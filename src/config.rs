@@ -16,7 +16,7 @@ pub struct Settings {
     pub broker: Broker,
     pub client: Client,
     pub publish: Publish,
-    #[serde(deserialize_with = "lenient_string")]
+    #[serde(deserialize_with = "field_name")]
     pub timestamp_fieldname: String,
 }
 
@@ -34,7 +34,7 @@ impl Default for Settings {
 #[derive(Clone, Deserialize)]
 #[serde(default)]
 pub struct Broker {
-    #[serde(deserialize_with = "optional_string")]
+    #[serde(deserialize_with = "host_name")]
     pub url: Option<String>,
     #[serde(deserialize_with = "lenient_u16")]
     pub port: u16,
@@ -58,7 +58,7 @@ pub struct Broker {
     #[serde(deserialize_with = "lenient_bool")]
     pub clean_session: bool,
     /// `tcp`, or `websockets` (with `tls_active`: secure WebSockets).
-    #[serde(deserialize_with = "lenient_string")]
+    #[serde(deserialize_with = "text")]
     pub transport: String,
     #[serde(deserialize_with = "lenient_string")]
     pub ws_path: String,
@@ -235,6 +235,16 @@ impl std::fmt::Debug for ConnectionConfig {
 }
 
 impl ConnectionConfig {
+    /// Same host, port, user, TLS (files, ciphers, checks), transport and WebSocket path:
+    /// the saved password may only go where it was saved for, the same way.
+    pub fn same_endpoint(&self, other: &ConnectionConfig) -> bool {
+        self.host == other.host
+            && self.port == other.port
+            && self.username == other.username
+            && self.tls == other.tls
+            && self.websocket_path == other.websocket_path
+    }
+
     /// `host:port`, for log lines and the status.
     pub fn address(&self) -> String {
         if self.host.contains(':') {
@@ -273,7 +283,10 @@ pub fn parse_lenient(mut value: serde_json::Value) -> (Settings, Vec<String>) {
     let mut warnings = Vec::new();
     loop {
         match serde_path_to_error::deserialize::<_, Settings>(&value) {
-            Ok(settings) => return (settings, warnings),
+            Ok(mut settings) => {
+                warnings.extend(settings.sanitize());
+                return (settings, warnings);
+            }
             Err(e) => {
                 let path = e.path().to_string();
                 warnings.push(format!(
@@ -313,10 +326,59 @@ fn remove_path(value: &mut serde_json::Value, path: &serde_path_to_error::Path) 
         .is_some_and(|obj| obj.remove(*last).is_some())
 }
 
+/// The longest client id MQTT can encode: its length is a 16-bit prefix.
+const MAX_CLIENT_ID_BYTES: usize = 65_535;
+
 /// The shortest keepalive the MQTT 5 client accepts.
 const MIN_V5_KEEPALIVE: u16 = 5;
 
 impl Settings {
+    /// Replaces the values that parse but cannot work with what the README's settings table
+    /// names as their fallback, and says for each what was wrong (with the key, like the
+    /// parse warnings). Without it they would fail quietly: a last will on a wildcard topic
+    /// makes the broker drop every connection, a longer client id is sent with a wrong length.
+    pub fn sanitize(&mut self) -> Vec<String> {
+        let mut warnings = Vec::new();
+        let transport = self.broker.transport.trim().to_ascii_lowercase();
+        if !matches!(
+            transport.as_str(),
+            "" | "tcp" | "websockets" | "websocket" | "ws"
+        ) {
+            warnings.push(format!(
+                "plugins.mqtt.broker.transport: {:?} is neither \"tcp\" nor \"websockets\"; connecting over tcp",
+                self.broker.transport
+            ));
+            self.broker.transport = "tcp".into();
+        }
+        if let Some(id) = &self.client.client_id {
+            if id.len() > MAX_CLIENT_ID_BYTES {
+                warnings.push(format!(
+                    "plugins.mqtt.client.client_id: {} bytes long, more than the 65535 MQTT can send; using a random client id",
+                    id.len()
+                ));
+                self.client.client_id = None;
+            }
+        }
+        if self.publish.lw_active {
+            let status = format!("{}{}", self.publish.base_topic, self.publish.lw_topic);
+            if let Err(e) = topic::validate_topic(&status) {
+                let fallback = format!("{}mqtt", self.publish.base_topic);
+                if topic::validate_topic(&fallback).is_ok() {
+                    warnings.push(format!(
+                        "plugins.mqtt.publish.lwTopic: the status topic is not usable ({e}); using {fallback:?}"
+                    ));
+                    self.publish.lw_topic = "mqtt".into();
+                } else {
+                    warnings.push(format!(
+                        "plugins.mqtt.publish.baseTopic: the status topic is not usable ({e}); no status topic and no last will"
+                    ));
+                    self.publish.lw_active = false;
+                }
+            }
+        }
+        warnings
+    }
+
     /// `None` when no broker is set: the plugin then stays idle. `default_client_id` is used
     /// when `client.client_id` is unset.
     pub fn connection(&self, default_client_id: &str) -> Option<ConnectionConfig> {
@@ -526,6 +588,59 @@ fn lenient_string<'de, D: Deserializer<'de>>(d: D) -> Result<String, D::Error> {
     Ok(optional_string(d)?.unwrap_or_default())
 }
 
+/// How a settings value that is not what was expected is named in a log line.
+fn kind(v: &serde_json::Value) -> &'static str {
+    use serde_json::Value as V;
+    match v {
+        V::Null => "nothing (null)",
+        V::Bool(_) => "true/false",
+        V::Number(_) => "a number",
+        V::String(_) => "text",
+        V::Array(_) => "a list",
+        V::Object(_) => "a dict",
+    }
+}
+
+/// `broker.url`: only text is a host; a list or a number is refused (and so unset) rather
+/// than read as no broker in silence.
+fn host_name<'de, D: Deserializer<'de>>(d: D) -> Result<Option<String>, D::Error> {
+    match serde_json::Value::deserialize(d)? {
+        serde_json::Value::Null => Ok(None),
+        serde_json::Value::String(s) if s.is_empty() => Ok(None),
+        serde_json::Value::String(s) => Ok(Some(s)),
+        other => Err(serde::de::Error::custom(format!(
+            "expected the broker's host name or IP address as text, got {}",
+            kind(&other)
+        ))),
+    }
+}
+
+/// Text, or nothing (`""`); anything else is refused, so that it is named in the log.
+fn text<'de, D: Deserializer<'de>>(d: D) -> Result<String, D::Error> {
+    match serde_json::Value::deserialize(d)? {
+        serde_json::Value::Null => Ok(String::new()),
+        serde_json::Value::String(s) => Ok(s),
+        other => Err(serde::de::Error::custom(format!(
+            "expected text, got {}",
+            kind(&other)
+        ))),
+    }
+}
+
+/// A JSON property name: non-empty text. An empty name would give payloads a `""` key.
+fn field_name<'de, D: Deserializer<'de>>(d: D) -> Result<String, D::Error> {
+    match serde_json::Value::deserialize(d)? {
+        serde_json::Value::String(s) if !s.is_empty() => Ok(s),
+        serde_json::Value::String(_) => Err(serde::de::Error::custom(
+            "expected a property name, got empty text",
+        )),
+        other => Err(serde::de::Error::custom(format!(
+            "expected a property name, got {}",
+            kind(&other)
+        ))),
+    }
+}
+
 fn optional_string<'de, D: Deserializer<'de>>(d: D) -> Result<Option<String>, D::Error> {
     Ok(match Loose::deserialize(d)? {
         Loose::Str(s) if s.is_empty() => None,
@@ -708,6 +823,128 @@ mod tests {
         assert_eq!(p.metadata_topic("a.b"), "octoprint/metadata/a.b");
         assert_eq!(p.metadata_keys, ["a.b", "c"]);
         assert_eq!(p.temperature_threshold, 0.5);
+    }
+
+    #[test]
+    fn values_that_parse_but_cannot_work_get_their_fallback() {
+        let (s, w) = parse_lenient(serde_json::json!({
+            "broker": {"url": "h", "transport": "pigeon"},
+            "client": {"client_id": "x".repeat(65_536)},
+            "publish": {"baseTopic": "b/", "lwTopic": "st/#"},
+        }));
+        let c = s.connection("random").unwrap();
+        assert_eq!(c.websocket_path, None);
+        assert_eq!(c.client_id, "random");
+        assert_eq!(c.status.unwrap().topic, "b/mqtt");
+        assert_eq!(w.len(), 3, "{w:?}");
+        assert!(
+            w[0].starts_with("plugins.mqtt.broker.transport: \"pigeon\""),
+            "{w:?}"
+        );
+        assert!(
+            w[1].starts_with("plugins.mqtt.client.client_id: 65536 bytes"),
+            "{w:?}"
+        );
+        assert!(w[2].starts_with("plugins.mqtt.publish.lwTopic: "), "{w:?}");
+
+        let (s, w) = parse_lenient(serde_json::json!({
+            "broker": {"url": "h"}, "publish": {"baseTopic": "a/+/"},
+        }));
+        assert!(s.connection("id").unwrap().status.is_none());
+        assert!(
+            w[0].starts_with("plugins.mqtt.publish.baseTopic: ")
+                && w[0].contains("no status topic")
+        );
+
+        // At the limits: kept, nothing said.
+        let (s, w) = parse_lenient(serde_json::json!({
+            "broker": {"url": "h", "transport": " WebSockets "},
+            "client": {"client_id": "x".repeat(65_535)},
+            "publish": {"lwTopic": ""},
+        }));
+        assert!(w.is_empty(), "{w:?}");
+        let c = s.connection("random").unwrap();
+        assert_eq!(c.client_id.len(), 65_535);
+        assert_eq!(c.status.unwrap().topic, "octoprint/");
+        assert_eq!(c.websocket_path.as_deref(), Some("/mqtt"));
+    }
+
+    #[test]
+    fn url_transport_and_timestamp_of_the_wrong_kind() {
+        for url in [
+            serde_json::json!(["h"]),
+            serde_json::json!(1883),
+            serde_json::json!(true),
+        ] {
+            let (s, w) = parse_lenient(serde_json::json!({"broker": {"url": url}}));
+            assert!(s.connection("id").is_none());
+            assert_eq!(w.len(), 1, "{w:?}");
+            assert!(w[0].starts_with("plugins.mqtt.broker.url: expected the broker's host name"));
+        }
+        let (s, w) = parse_lenient(serde_json::json!({"broker": {"url": null, "transport": null}}));
+        assert!(s.connection("id").is_none() && w.is_empty(), "{w:?}");
+        let (s, w) = parse_lenient(serde_json::json!({"broker": {"url": "h", "transport": [1]}}));
+        assert_eq!(s.connection("id").unwrap().websocket_path, None);
+        assert!(
+            w[0].contains("broker.transport: expected text, got a list"),
+            "{w:?}"
+        );
+        for field in [
+            serde_json::json!(""),
+            serde_json::json!(null),
+            serde_json::json!(5),
+            serde_json::json!({"a": 1}),
+        ] {
+            let (s, w) = parse_lenient(serde_json::json!({"timestamp_fieldname": field}));
+            assert_eq!(s.publishing().timestamp_field, "_timestamp");
+            assert_eq!(w.len(), 1, "{w:?}");
+            assert!(w[0].starts_with("plugins.mqtt.timestamp_fieldname: expected a property name"));
+        }
+        let (s, _) = parse_lenient(serde_json::json!({"timestamp_fieldname": "ts"}));
+        assert_eq!(s.publishing().timestamp_field, "ts");
+    }
+
+    #[test]
+    fn the_same_endpoint_means_every_part_of_it() {
+        let conn = |extra: serde_json::Value| {
+            let mut tree = serde_json::json!({"broker": {
+                "url": "h", "port": 1883, "username": "u", "password": "p",
+                "tls_active": true, "tls": {"ca_certs": "/ca.pem"},
+            }});
+            for (k, v) in extra.as_object().unwrap() {
+                tree["broker"][k] = v.clone();
+            }
+            parse_lenient(tree).0.connection("id").unwrap()
+        };
+        let saved = conn(serde_json::json!({}));
+        let same = [
+            serde_json::json!({"url": " h ", "port": "1883", "password": ""}),
+            serde_json::json!({"protocol": "MQTTv5", "keepalive": 10}),
+            serde_json::json!({"transport": "tcp", "ws_path": "/other"}),
+        ];
+        for change in same {
+            assert!(saved.same_endpoint(&conn(change.clone())), "{change}");
+        }
+        let other = [
+            serde_json::json!({"url": "elsewhere"}),
+            serde_json::json!({"port": 1884}),
+            serde_json::json!({"username": "v"}),
+            serde_json::json!({"tls_active": false}),
+            serde_json::json!({"tls": {"ca_certs": "/other.pem"}}),
+            serde_json::json!({"tls": {"ca_certs": "/ca.pem", "ciphers": "TLS_AES_128_GCM_SHA256"}}),
+            serde_json::json!({"tls_insecure": true}),
+            serde_json::json!({"transport": "websockets"}),
+        ];
+        for change in other {
+            assert!(!saved.same_endpoint(&conn(change.clone())), "{change}");
+        }
+        let ws = conn(serde_json::json!({"transport": "websockets"}));
+        assert!(ws.same_endpoint(&conn(
+            serde_json::json!({"transport": "ws", "ws_path": "mqtt"})
+        )));
+        assert!(!ws.same_endpoint(&conn(
+            serde_json::json!({"transport": "websockets", "ws_path": "/x"})
+        )));
     }
 
     #[test]

@@ -64,6 +64,9 @@ struct Core {
     client_id: String,
     temperatures: Mutex<temperature::Tracker>,
     registry: SharedRegistry,
+    /// The settings warnings of the last `configure`: OctoPrint configures again at startup
+    /// and on every save, and a value already reported is not reported again.
+    warned: Mutex<Vec<String>>,
 }
 
 impl Core {
@@ -131,6 +134,7 @@ impl Core {
             publishing: RwLock::new(Arc::new(defaults.publishing())),
             client_id: config::generate_client_id(),
             temperatures: Mutex::new(temperature::Tracker::default()),
+            warned: Mutex::new(Vec::new()),
         })
     }
 
@@ -143,8 +147,12 @@ impl Core {
         let tree: serde_json::Value = pythonize::depythonize(settings)
             .map_err(|e| PyValueError::new_err(format!("invalid MQTT settings: {e}")))?;
         let (settings, warnings) = config::parse_lenient(tree);
-        for w in warnings {
-            warn!("{w}");
+        {
+            let mut warned = self.warned.lock().unwrap_or_else(|p| p.into_inner());
+            for w in warnings.iter().filter(|w| !warned.contains(w)) {
+                warn!("{w}");
+            }
+            *warned = warnings;
         }
         if let Some(reset) = LOG_RESET.get() {
             // Pick up log levels changed in OctoPrint's logging settings.
@@ -423,6 +431,13 @@ impl Core {
         py.detach(|| self.handle.shutdown(timeout))
     }
 
+    /// The timestamp property's name in force (`timestamp_fieldname`, or `_timestamp` when
+    /// that is unusable): the Python helpers add the same one.
+    #[getter]
+    fn timestamp_field(&self) -> String {
+        self.publishing().timestamp_field.clone()
+    }
+
     #[getter]
     fn connected(&self) -> bool {
         self.handle.shared.is_connected()
@@ -563,6 +578,27 @@ fn test_connection<'py>(
     Ok(d)
 }
 
+/// Whether the settings tree `candidate` connects to the same broker endpoint, the same way,
+/// as `saved` (the settings in force): host, port, user name, TLS with its files and checks,
+/// transport and WebSocket path. Judged on the values as the connection reads them, so
+/// that no spelling of a setting can differ without counting as a change. A candidate the
+/// connection test could not use (it parses the same way) is never the same.
+#[pyfunction]
+fn same_broker(saved: &Bound<'_, PyAny>, candidate: &Bound<'_, PyAny>) -> bool {
+    let Ok(tree) = pythonize::depythonize::<serde_json::Value>(saved) else {
+        return false;
+    };
+    let (saved, _) = config::parse_lenient(tree);
+    let Ok(mut candidate) = pythonize::depythonize::<Settings>(candidate) else {
+        return false;
+    };
+    candidate.sanitize();
+    match (saved.connection(""), candidate.connection("")) {
+        (Some(a), Some(b)) => a.same_endpoint(&b),
+        _ => false,
+    }
+}
+
 /// Any Python value as the JSON text the plugin publishes.
 #[pyfunction]
 fn encode_json<'py>(py: Python<'py>, value: &Bound<'py, PyAny>) -> Bound<'py, PyBytes> {
@@ -599,6 +635,7 @@ fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(encode_event, m)?)?;
     m.add_function(wrap_pyfunction!(validate_topic, m)?)?;
     m.add_function(wrap_pyfunction!(test_connection, m)?)?;
+    m.add_function(wrap_pyfunction!(same_broker, m)?)?;
     m.add("__version__", env!("CARGO_PKG_VERSION"))?;
     Ok(())
 }

@@ -21,9 +21,15 @@ pub struct Outcome {
 /// Blocks the calling thread (call it without the GIL).
 pub fn test_connection(settings: &Settings, timeout: Duration) -> Outcome {
     let started = Instant::now();
+    // Values the live connection would replace (a client id too long for MQTT, an unknown
+    // transport) are replaced the same way: a test behaves as the saved settings will.
+    let mut settings = settings.clone();
+    settings.sanitize();
+    let settings = &settings;
     // Never the live client's id: the broker would drop the live connection for the test's.
     let client_id = match settings.client.client_id.as_deref().map(str::trim) {
-        Some(id) if !id.is_empty() => format!("{id}-test"),
+        // The suffix must not push an id over what MQTT can send.
+        Some(id) if !id.is_empty() && id.len() <= 65_530 => format!("{id}-test"),
         _ => generate_client_id().replacen("octoprint-mqtt-", "octoprint-mqtt-test-", 1),
     };
     let Some(mut conn) = settings.connection("") else {

@@ -88,11 +88,12 @@ def broker_factory(request: pytest.FixtureRequest, tmp_path_factory: pytest.Temp
 
 @pytest.fixture
 def password_broker_factory(broker_factory, tmp_path_factory: pytest.TempPathFactory):
-    """password_broker_factory(user, password, anonymous=True) -> Broker checking that one
-    user's password. Anonymous clients (the tests' own subscribers) stay allowed unless
-    `anonymous` is False; a client that sends a user name is checked all the same."""
+    """password_broker_factory(user, password, anonymous=True, extra="") -> Broker checking
+    that one user's password. Anonymous clients (the tests' own subscribers) stay allowed
+    unless `anonymous` is False; a client that sends a user name is checked all the same.
+    `extra` is more configuration (more listeners: the password file applies to all)."""
 
-    def make(user: str, password: str, anonymous: bool = True) -> Broker:
+    def make(user: str, password: str, anonymous: bool = True, extra: str = "") -> Broker:
         password_file = tmp_path_factory.mktemp("passwd") / "passwd"
         subprocess.run(
             ["mosquitto_passwd", "-b", "-c", str(password_file), user, password],
@@ -101,8 +102,8 @@ def password_broker_factory(broker_factory, tmp_path_factory: pytest.TempPathFac
             timeout=10,
         )
         password_file.chmod(0o644)  # mosquitto may run as another user
-        extra = "" if anonymous else "allow_anonymous false\n"
-        return broker_factory(f"{extra}password_file {password_file}\n")
+        anonymous_line = "" if anonymous else "allow_anonymous false\n"
+        return broker_factory(f"{anonymous_line}password_file {password_file}\n{extra}")
 
     return make
 

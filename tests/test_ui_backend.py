@@ -218,3 +218,24 @@ def test_the_saved_password_goes_only_to_its_own_broker():
     typed = settings_to_test(stored, {"broker": {"url": "evil.example", "password": "typed"}})
     assert typed["broker"]["password"] == "typed"
     assert stored["broker"]["password"] == "s3cret"
+    # The same host, port and user, reached another way: no saved password either.
+    for change in [
+        {"tls_active": True},
+        {"transport": "websockets"},
+        {"port": "not a port"},
+    ]:
+        other_way = settings_to_test(stored, {"broker": {**change, "password": ""}})
+        assert other_way["broker"]["password"] is None, change
+    saved_tls = {"broker": {**stored["broker"], "tls_active": True, "tls": {"ca_certs": "/ca"}}}
+    for change in [{"tls": {"ca_certs": "/mine.pem"}}, {"tls_insecure": True}]:
+        other_way = settings_to_test(saved_tls, {"broker": {**change, "password": ""}})
+        assert other_way["broker"]["password"] is None, change
+    # TLS files do not matter while TLS is off: they are not used.
+    files_only = settings_to_test(stored, {"broker": {"tls": {"ca_certs": "/x"}, "password": ""}})
+    assert files_only["broker"]["password"] == "s3cret"
+    saved_ws = {"broker": {**stored["broker"], "transport": "websockets", "ws_path": "/mqtt"}}
+    other_path = settings_to_test(saved_ws, {"broker": {"ws_path": "/other", "password": ""}})
+    assert other_path["broker"]["password"] is None
+    # The path as the connection reads it: "mqtt" is "/mqtt".
+    same_path = settings_to_test(saved_ws, {"broker": {"ws_path": "mqtt", "password": ""}})
+    assert same_path["broker"]["password"] == "s3cret"

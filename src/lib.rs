@@ -489,7 +489,14 @@ fn helper_payload(payload: &Bound<'_, PyAny>, raw_data: bool) -> PyResult<Vec<u8
         || payload.is_instance_of::<PyFloat>()
         || payload.is_instance_of::<PyBool>()
     {
-        Ok(payload.str()?.to_string_lossy().as_bytes().to_vec())
+        match payload.str() {
+            Ok(text) => Ok(text.to_string_lossy().as_bytes().to_vec()),
+            // An int beyond Python's int-to-str limit: its digits all the same.
+            Err(err) if payload.is_instance_of::<PyInt>() => payload::int_digits(payload)
+                .map(String::into_bytes)
+                .ok_or(err),
+            Err(err) => Err(err),
+        }
     } else {
         Err(PyTypeError::new_err(format!(
             "raw_data payloads must be bytes, bytearray, str, int, float or None, not {}",

@@ -5,13 +5,14 @@ core configured directly, so every call below runs the code OctoPrint plugins ru
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import threading
 import time
 
 import pytest
-from corekit import settings_for, unique_base, wait_state, wait_until
+from corekit import decimal_digits, settings_for, unique_base, wait_state, wait_until
 from mqtt_env import read_retained
 
 from octoprint_mqtt.plugin import MqttPlugin
@@ -95,6 +96,22 @@ def test_payload_encodings(env, payload, raw, expected):
     plugin, sub, base = env
     assert plugin.mqtt_publish(f"{base}p", payload, raw_data=raw) is True
     assert sub.wait_for(f"{base}p").payload == expected
+
+
+def test_integers_beyond_pythons_digit_limit(env):
+    # JSON: a string of the digits (Python's json.loads refuses longer numbers); raw_data:
+    # the digits, where str() would raise.
+    plugin, sub, base = env
+    big = -(7**6000)
+    digits = decimal_digits(big)
+    assert plugin.mqtt_publish(f"{base}json", {"n": big, "ok": 2**70}) is True
+    assert json.loads(sub.wait_for(f"{base}json").payload) == {"n": digits, "ok": 2**70}
+    assert plugin.mqtt_publish(f"{base}bare", big) is True
+    assert json.loads(sub.wait_for(f"{base}bare").payload) == digits
+    assert plugin.mqtt_publish(f"{base}raw", big, raw_data=True) is True
+    assert sub.wait_for(f"{base}raw").payload == digits.encode()
+    assert plugin.mqtt_publish_with_timestamp(f"{base}ts", {"n": big}, timestamp=5) is True
+    assert json.loads(sub.wait_for(f"{base}ts").payload) == {"n": digits, "_timestamp": 5}
 
 
 def test_unsendable_payloads_are_type_errors(env):

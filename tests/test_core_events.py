@@ -103,6 +103,18 @@ def test_integers_beyond_pythons_digit_limit_are_strings_of_their_digits(
     assert list(body) == ["longest", "huge", "list", expected[huge], "_event", "_timestamp"]
 
 
+def test_event_name_with_a_lone_surrogate_is_a_value_error(
+    core_factory, session_broker, subscriber_factory
+):
+    core, sub, base = connected_core(core_factory, session_broker, subscriber_factory)
+    with pytest.raises(ValueError, match="surrogate") as raised:
+        core.publish_event("Bad\ud800", {"a": 1})
+    assert raised.type is ValueError
+    assert core.publish_event("After", None)
+    sub.wait_for(f"{base}event/After")
+    assert [m.topic for m in sub.messages(f"{base}event/#")] == [f"{base}event/After"]
+
+
 def test_none_and_empty_payloads(core_factory, session_broker, subscriber_factory):
     core, sub, base = connected_core(core_factory, session_broker, subscriber_factory)
     assert core.publish_event("FileDeselected", None)

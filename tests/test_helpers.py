@@ -129,6 +129,42 @@ def test_jpeg_sized_bytes_arrive_identical(env):
     assert sub.wait_for(f"{base}camera").payload == blob
 
 
+def test_lone_surrogate_topics_are_value_errors_and_nothing_is_sent(plugin_factory, env):
+    # A str that UTF-8 cannot encode: refused like any other bad topic, not sent under a
+    # topic with replacement characters, and the same error for publishing and subscribing.
+    plugin, sub, base = env
+    offline = plugin_factory()
+    rec = Recorder()
+    calls = [
+        lambda p: p.mqtt_publish(f"{base}a/\ud800", "x"),
+        lambda p: p.mqtt_publish(f"{base}a/\udfff", b"x", raw_data=True),
+        lambda p: p.mqtt_publish_with_timestamp(f"{base}a/\ud800", {}),
+        lambda p: p.mqtt_subscribe(f"{base}a/\ud800", rec),
+        lambda p: p.mqtt_subscribe(f"{base}\udc80/#", rec),
+    ]
+    for p in (plugin, offline):
+        for call in calls:
+            with pytest.raises(ValueError, match="surrogate") as raised:
+                call(p)
+            assert raised.type is ValueError, raised.value
+    # Nothing of it reaches the broker or the registry: what the lossy conversion would have
+    # published to and subscribed on stays silent.
+    lossy = f"{base}a/\ufffd\ufffd\ufffd"
+    plugin.mqtt_subscribe(f"{base}done", rec)
+    time.sleep(0.2)
+    plugin.mqtt_publish(lossy, "lossy", retained=False)
+    plugin.mqtt_publish(f"{base}done", "marker", retained=False)
+    rec.wait(1)
+    sub.wait_for(f"{base}done")
+    time.sleep(0.2)
+    assert rec.topics() == [f"{base}done"]
+    assert [m.payload for m in sub.messages(f"{base}a/#")] == [b"lossy"]
+    # Unsubscribing from such a topic removes nothing, as for any topic nobody subscribed.
+    plugin.mqtt_unsubscribe(rec, f"{base}a/\ud800")
+    plugin.mqtt_publish(f"{base}done", "again", retained=False)
+    rec.wait(2)
+
+
 @pytest.mark.parametrize(
     "topic, qos",
     [

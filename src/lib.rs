@@ -63,6 +63,7 @@ struct Core {
     client_id: String,
     temperatures: Mutex<temperature::Tracker>,
     registry: SharedRegistry,
+    callback_errors: dispatch::ErrorCount,
 }
 
 impl Core {
@@ -117,11 +118,13 @@ impl Core {
             |e| PyRuntimeError::new_err(format!("cannot start the MQTT threads: {e}"));
         let (inbox, outbox) = dispatch::channel(DISPATCH_CAPACITY);
         let registry = SharedRegistry::default();
-        dispatch::spawn(outbox, registry.clone()).map_err(thread_error)?;
+        let callback_errors = dispatch::ErrorCount::default();
+        dispatch::spawn(outbox, registry.clone(), callback_errors.clone()).map_err(thread_error)?;
         let handle =
             Handle::spawn(defaults.publish.offline_queue_size, inbox).map_err(thread_error)?;
         Ok(Core {
             registry,
+            callback_errors,
             handle,
             publishing: RwLock::new(Arc::new(defaults.publishing())),
             client_id: config::generate_client_id(),
@@ -474,6 +477,7 @@ impl Core {
         ] {
             d.set_item(name, v.load(Relaxed))?;
         }
+        d.set_item("callback_errors", self.callback_errors.load(Relaxed))?;
         Ok(d)
     }
 }

@@ -12,7 +12,7 @@ import threading
 import time
 
 import pytest
-from corekit import decimal_digits, settings_for, unique_base, wait_state, wait_until
+from corekit import decimal_digits, log_lines, settings_for, unique_base, wait_state, wait_until
 from mqtt_env import read_retained
 
 from octoprint_mqtt.plugin import MqttPlugin
@@ -391,12 +391,45 @@ def test_raising_callback_is_logged_and_the_next_one_runs(env, caplog):
     plugin.mqtt_subscribe(f"{base}boom", after)
     time.sleep(0.2)
     plugin.mqtt_publish(f"{base}boom", "1", retained=False)
-    plugin.mqtt_publish(f"{base}boom", "2", retained=False)
-    after.wait(2)
+    after.wait(1)
     records = [r for r in caplog.records if "raised an exception" in r.getMessage()]
-    assert len(records) == 2
+    assert len(records) == 1
     assert records[0].exc_info and "consumer bug" in str(records[0].exc_info[1])
     assert "Traceback" in caplog.text
+    assert plugin._core.status()["callback_errors"] == 1
+
+
+def test_a_callback_failing_on_every_message_is_summarised(env, caplog):
+    # One traceback, then counted: when it stops failing, one line says how often it failed.
+    plugin, _, base = env
+    calls = []
+
+    def broken(topic, payload, **kwargs):
+        calls.append(payload)
+        if len(calls) <= 500:
+            raise ValueError(f"bad payload {payload.decode()}")
+
+    after = Recorder()
+    plugin.mqtt_subscribe(f"{base}flood", broken)
+    plugin.mqtt_subscribe(f"{base}flood", after)
+    time.sleep(0.2)
+    for i in range(500):
+        plugin.mqtt_publish(f"{base}flood", str(i), retained=False)
+    after.wait(500)
+    assert wait_until(lambda: plugin._core.status()["callback_errors"] == 500, what="500 errors")
+    plugin.mqtt_publish(f"{base}flood", "fixed", retained=False)
+    after.wait(501)
+    summary = wait_until(lambda: log_lines(caplog, "more times"), what="the summary line")
+    tracebacks = [r for r in caplog.records if r.exc_info]
+    assert len(tracebacks) == 1, [r.getMessage() for r in tracebacks]
+    assert "bad payload 0" in str(tracebacks[0].exc_info[1])
+    assert len(summary) == 1, summary
+    assert "broken" in summary[0] and f"{base}flood" in summary[0], summary
+    assert "499 more times" in summary[0], summary
+    assert "ValueError: bad payload 499" in summary[0], summary
+    assert [c[1] for c in after.calls] == [str(i).encode() for i in range(500)] + [b"fixed"]
+    assert len(calls) == 501
+    assert plugin._core.status()["callback_errors"] == 500
 
 
 def test_slow_callback_does_not_stall_publishing(env, session_broker, subscriber_factory):

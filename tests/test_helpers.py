@@ -525,3 +525,33 @@ def test_before_the_first_settings_only_queueable_messages_are_kept(
     sub.wait_for(f"{base}mqtt")
     time.sleep(0.3)
     assert sub.messages(f"{base}live") == []
+
+
+# ~~ errors the plugin logs once
+
+
+def test_the_memory_of_logged_errors_is_bounded(
+    plugin_factory, session_broker, subscriber_factory, caplog
+):
+    # A flood of events whose names make invalid topics: each distinct error is logged once,
+    # but only the most recent are remembered.
+    base = unique_base()
+    sub = subscriber_factory(session_broker.host, session_broker.port, f"{base}#")
+    plugin = plugin_factory(settings_for(session_broker, base))
+    plugin._logger = logging.getLogger("octoprint.plugins.mqtt")
+    bound = 100  # the distinct errors remembered (plugin.py)
+    for i in range(2000):
+        plugin.on_event(f"Bad+{i}", None)
+    assert len(plugin._reported_errors) <= bound
+    logged = log_lines(caplog, "Bad+")
+    assert len(logged) == 2000 and "Bad+1999" in logged[-1]
+    # A recent one is still remembered: not logged again.
+    plugin.on_event("Bad+1999", None)
+    assert len(log_lines(caplog, "Bad+")) == 2000
+    # Forgotten ones are logged again, once.
+    plugin.on_event("Bad+0", None)
+    plugin.on_event("Bad+0", None)
+    assert len(log_lines(caplog, 'Bad+0"')) == 2
+    assert len(plugin._reported_errors) <= bound
+    plugin.on_event("Fine", None)
+    assert json.loads(sub.wait_for(f"{base}event/Fine").payload)["_event"] == "Fine"

@@ -150,7 +150,8 @@ class MqttPlugin(
             )
 
     def get_settings_restricted_paths(self):
-        # The broker password is for admins only; OctoPrint never sends it to other users.
+        # OctoPrint's "admin" level means the SETTINGS permission (Admins only by default, but
+        # any group can be given it): those users get the password through /api/settings.
         return {"admin": [["broker", "password"]]}
 
     def on_settings_save(self, data):

@@ -6,6 +6,7 @@ happens in the Rust core; this class reads the settings once per save and pushes
 
 import threading
 import time
+from collections import OrderedDict
 
 import octoprint.plugin
 from octoprint.printer import PrinterCallback
@@ -21,6 +22,10 @@ PROGRESS_INTERVAL = 5.0
 # Events that mean a file is selected or printing: the progress check runs while one is.
 JOB_EVENTS = frozenset(("FileSelected", "PrintStarted", "PrintResumed", "PrintPaused"))
 JOB_END_EVENTS = frozenset(("PrintDone", "PrintFailed", "PrintCancelled"))
+# Distinct error texts remembered so as to log each once: the most recent ones. Event names
+# come from other plugins too, and one with a bad character in a varying part (a file name)
+# makes a new error text each time.
+REPORTED_ERRORS_MAX = 100
 
 
 def settings_defaults():
@@ -107,7 +112,9 @@ class MqttPlugin(
 ):
     def __init__(self):
         self._core = Core()
-        self._reported_errors = set()
+        # Error text -> None, least recently seen first.
+        self._reported_errors = OrderedDict()
+        self._reported_lock = threading.Lock()
         self._printer_data = False
         self._metadata_active = False
         self._progress_lock = threading.Lock()
@@ -143,7 +150,8 @@ class MqttPlugin(
             )
 
     def get_settings_restricted_paths(self):
-        # The broker password is for admins only; OctoPrint never sends it to other users.
+        # OctoPrint's "admin" level means the SETTINGS permission (Admins only by default, but
+        # any group can be given it): those users get the password through /api/settings.
         return {"admin": [["broker", "password"]]}
 
     def on_settings_save(self, data):
@@ -174,7 +182,8 @@ class MqttPlugin(
 
     def _report(self, call, *args):
         """Runs a core call; a ValueError (a bad topic template, bad settings) would repeat on
-        every event, so each distinct one is logged once."""
+        every event, so each distinct one is logged once (while it is among the last
+        REPORTED_ERRORS_MAX distinct ones)."""
         try:
             return call(*args)
         except ValueError as exc:
@@ -182,9 +191,16 @@ class MqttPlugin(
         return None
 
     def _log_once(self, exc):
-        if str(exc) not in self._reported_errors:
-            self._reported_errors.add(str(exc))
-            self._logger.error("MQTT: %s", exc)
+        text = str(exc)
+        # Events, the comm thread and the progress timer report from their own threads.
+        with self._reported_lock:
+            if text in self._reported_errors:
+                self._reported_errors.move_to_end(text)
+                return
+            self._reported_errors[text] = None
+            if len(self._reported_errors) > REPORTED_ERRORS_MAX:
+                self._reported_errors.popitem(last=False)
+        self._logger.error("MQTT: %s", exc)
 
     # ~~ lifecycle
 

@@ -67,6 +67,7 @@ struct Core {
     /// The settings warnings of the last `configure`: OctoPrint configures again at startup
     /// and on every save, and a value already reported is not reported again.
     warned: Mutex<Vec<String>>,
+    callback_errors: dispatch::ErrorCount,
 }
 
 impl Core {
@@ -125,11 +126,13 @@ impl Core {
             |e| PyRuntimeError::new_err(format!("cannot start the MQTT threads: {e}"));
         let (inbox, outbox) = dispatch::channel(DISPATCH_CAPACITY);
         let registry = SharedRegistry::default();
-        dispatch::spawn(outbox, registry.clone()).map_err(thread_error)?;
+        let callback_errors = dispatch::ErrorCount::default();
+        dispatch::spawn(outbox, registry.clone(), callback_errors.clone()).map_err(thread_error)?;
         let handle =
             Handle::spawn(defaults.publish.offline_queue_size, inbox).map_err(thread_error)?;
         Ok(Core {
             registry,
+            callback_errors,
             handle,
             publishing: RwLock::new(Arc::new(defaults.publishing())),
             client_id: config::generate_client_id(),
@@ -179,13 +182,19 @@ impl Core {
         payload: Option<&Bound<'_, PyAny>>,
     ) -> PyResult<bool> {
         // Borrowed, not copied: see pystr.rs (this runs for every OctoPrint event).
-        let event = pystr::text(event);
+        let (event, encodable) = match pystr::utf8(event) {
+            Some(text) => (std::borrow::Cow::Borrowed(text), true),
+            None => (event.to_string_lossy(), false),
+        };
         let event = event.as_ref();
         let cfg = self.publishing();
         if !cfg.event_active || !cfg.events.enabled(events::classify(event)) {
             return Ok(false);
         }
         let topic = cfg.event_topic(event);
+        if !encodable {
+            return Err(Error::topic(&topic, topic::LONE_SURROGATE).into());
+        }
         topic::validate_topic(&topic)?;
         let payload = payload::encode_event(payload, event, &cfg.timestamp_field, unix_now());
         let retain = cfg.retain && events::retain_follows_broker(event);
@@ -318,8 +327,8 @@ impl Core {
         allow_queueing: Option<&Bound<'_, PyAny>>,
         raw_data: Option<&Bound<'_, PyAny>>,
     ) -> PyResult<bool> {
-        let topic = pystr::text(topic);
-        topic::validate_topic(&topic)?;
+        let topic = topic_text(topic)?;
+        topic::validate_topic(topic)?;
         let qos = Qos::try_from(qos)?;
         // Any truthy value, as Python code passes them (`retained=1`).
         let truthy = |v: Option<&Bound<'_, PyAny>>| v.map_or(Ok(false), |v| v.is_truthy());
@@ -330,7 +339,7 @@ impl Core {
             None => self.publishing().retain,
         };
         self.send(Message {
-            topic: topic.into_owned(),
+            topic: topic.to_owned(),
             payload,
             qos,
             retain,
@@ -345,12 +354,13 @@ impl Core {
     fn subscribe(
         &self,
         py: Python<'_>,
-        topic: &str,
+        topic: &Bound<'_, PyString>,
         callback: &Bound<'_, PyAny>,
         args: Option<&Bound<'_, PyAny>>,
         kwargs: Option<&Bound<'_, PyDict>>,
         qos: i64,
     ) -> PyResult<()> {
+        let topic = topic_text(topic)?;
         topic::validate_filter(topic)?;
         let qos = Qos::try_from(qos)?;
         if !callback.is_callable() {
@@ -390,14 +400,20 @@ impl Core {
 
     /// `mqtt_unsubscribe`: removes the subscriptions whose callback `==` this one (and whose
     /// filter is `topic`, when given); unsubscribes at the broker the filters nobody uses any
-    /// more. Anything that is not a registered callback is ignored.
+    /// more. Anything that is not a registered callback is ignored, and so is a topic nobody
+    /// can have subscribed to (one with a lone surrogate).
     #[pyo3(signature = (callback, topic=None))]
     fn unsubscribe(
         &self,
         py: Python<'_>,
         callback: &Bound<'_, PyAny>,
-        topic: Option<&str>,
+        topic: Option<&Bound<'_, PyString>>,
     ) -> PyResult<()> {
+        let topic = match topic.map(|t| pystr::utf8(t)) {
+            None => None,
+            Some(Some(topic)) => Some(topic),
+            Some(None) => return Ok(()),
+        };
         let candidates: Vec<(u64, Py<PyAny>)> = self
             .registry()
             .entries()
@@ -482,6 +498,7 @@ impl Core {
         ] {
             d.set_item(name, v.load(Relaxed))?;
         }
+        d.set_item("callback_errors", self.callback_errors.load(Relaxed))?;
         Ok(d)
     }
 }
@@ -510,7 +527,14 @@ fn helper_payload(payload: &Bound<'_, PyAny>, raw_data: bool) -> PyResult<Vec<u8
         || payload.is_instance_of::<PyFloat>()
         || payload.is_instance_of::<PyBool>()
     {
-        Ok(payload.str()?.to_string_lossy().as_bytes().to_vec())
+        match payload.str() {
+            Ok(text) => Ok(text.to_string_lossy().as_bytes().to_vec()),
+            // An int beyond Python's int-to-str limit: its digits all the same.
+            Err(err) if payload.is_instance_of::<PyInt>() => payload::int_digits(payload)
+                .map(String::into_bytes)
+                .ok_or(err),
+            Err(err) => Err(err),
+        }
     } else {
         Err(PyTypeError::new_err(format!(
             "raw_data payloads must be bytes, bytearray, str, int, float or None, not {}",
@@ -551,8 +575,15 @@ fn lookup<'py>(metadata: &Bound<'py, PyAny>, key: &str) -> PyResult<Option<Bound
 
 /// Raises ValueError when `topic` cannot be published to.
 #[pyfunction]
-fn validate_topic(topic: &str) -> PyResult<()> {
-    Ok(topic::validate_topic(topic)?)
+fn validate_topic(topic: &Bound<'_, PyString>) -> PyResult<()> {
+    Ok(topic::validate_topic(topic_text(topic)?)?)
+}
+
+/// A topic or filter as Rust text; a ValueError like any other topic MQTT cannot carry when
+/// UTF-8 cannot encode it, rather than a lossy copy naming another topic.
+fn topic_text<'a>(topic: &'a Bound<'_, PyString>) -> PyResult<&'a str> {
+    pystr::utf8(topic)
+        .ok_or_else(|| Error::topic(&topic.to_string_lossy(), topic::LONE_SURROGATE).into())
 }
 
 /// One connection attempt with the settings tree `settings` (unsaved settings from the

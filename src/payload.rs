@@ -2,16 +2,24 @@
 //!
 //! What consumers rely on (compat.md section 3): keys in the dict's insertion order, non-string
 //! keys stringified as Python's `json` module does, values JSON cannot carry written as their
-//! `str()`, NaN and infinities as `null`, integers of any size exact, UTF-8 text.
+//! `str()`, NaN and infinities as `null`, integers of any size exact (beyond 4300 digits as a
+//! string of their digits), UTF-8 text.
 
 use std::borrow::Cow;
 use std::io::Write as _;
 
 use pyo3::prelude::*;
+use pyo3::sync::PyOnceLock;
 use pyo3::types::{PyBool, PyDict, PyFloat, PyInt, PyList, PyMapping, PyString, PyTuple};
 
 /// Deeper than this is written as its `str()`.
 const MAX_DEPTH: usize = 100;
+
+/// Integers with more digits are written as a JSON string of their digits: Python's default
+/// int-to-str limit (`sys.set_int_max_str_digits`), which its `json.loads` applies to numbers
+/// too, so a consumer in Python would refuse the whole message. Fixed, not the process's
+/// current limit: what consumers get must not depend on a setting of OctoPrint's process.
+const MAX_NUMBER_DIGITS: u32 = 4300;
 
 /// The containers being written, outermost first: a container met again inside itself is
 /// written as its `str()` (Python's repr shows the cycle as `{...}`) instead of recursing
@@ -235,12 +243,53 @@ fn write_int(out: &mut Vec<u8>, v: &Bound<'_, PyAny>) {
         let _ = write!(out, "{i}");
     } else if let Ok(u) = v.extract::<u64>() {
         let _ = write!(out, "{u}");
-    } else {
+    } else if fits_a_number(v) {
         // Beyond 64 bits: int's own decimal text is exact (and valid JSON).
-        out.extend_from_slice(int_text(v).as_bytes());
+        match int_digits(v) {
+            Some(digits) => out.extend_from_slice(digits.as_bytes()),
+            None => write_str(out, &display(v)),
+        }
+    } else {
+        write_str(out, &int_digits(v).unwrap_or_else(|| display(v)));
     }
 }
 
+/// Whether `v` (an int) has at most [`MAX_NUMBER_DIGITS`] digits.
+fn fits_a_number(v: &Bound<'_, PyAny>) -> bool {
+    static BOUND: PyOnceLock<Py<PyAny>> = PyOnceLock::new();
+    let py = v.py();
+    let bound = BOUND.get_or_try_init(py, || -> PyResult<Py<PyAny>> {
+        Ok(10u32
+            .into_pyobject(py)?
+            .pow(MAX_NUMBER_DIGITS, py.None())?
+            .unbind())
+    });
+    // abs() and < cannot fail for an int; were they to, the string is valid JSON too.
+    bound
+        .and_then(|b| v.call_method0("__abs__")?.lt(b.bind(py)))
+        .unwrap_or(false)
+}
+
+/// The exact decimal digits of an int of any size (None only if Python cannot allocate them).
+pub fn int_digits(v: &Bound<'_, PyAny>) -> Option<String> {
+    let py = v.py();
+    // int.__repr__, not str(): an IntEnum member's str() is its name.
+    let repr = py
+        .get_type::<PyInt>()
+        .call_method1("__repr__", (v,))
+        .and_then(|r| r.extract::<String>());
+    if let Ok(digits) = repr {
+        return Some(digits);
+    }
+    // Refused beyond sys.get_int_max_str_digits(). decimal converts without that limit (the
+    // limit guards parsing untrusted text; this int is already in memory).
+    py.import("decimal")
+        .and_then(|m| m.getattr("Decimal"))
+        .and_then(|decimal| decimal.call1((v,)))
+        .and_then(|d| d.str())
+        .map(|s| s.to_string_lossy().into_owned())
+        .ok()
+}
 fn write_float(out: &mut Vec<u8>, f: f64) {
     if f.is_finite() {
         // serde_json writes the shortest text that reads back as the same float.
@@ -290,12 +339,7 @@ fn other_key_string(k: &Bound<'_, PyAny>) -> String {
 }
 
 fn int_text(v: &Bound<'_, PyAny>) -> String {
-    // int.__repr__, not str(): an IntEnum member's str() is its name.
-    v.py()
-        .get_type::<PyInt>()
-        .call_method1("__repr__", (v,))
-        .and_then(|r| r.extract::<String>())
-        .unwrap_or_else(|_| display(v))
+    int_digits(v).unwrap_or_else(|| display(v))
 }
 
 fn float_repr(v: &Bound<'_, PyAny>) -> String {
@@ -316,5 +360,29 @@ fn display(v: &Bound<'_, PyAny>) -> String {
                 .map(|n| n.to_string())
                 .unwrap_or_default()
         ),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn integers_up_to_4300_digits_are_numbers_longer_ones_strings() {
+        Python::initialize();
+        Python::attach(|py| {
+            let eval = |code: &std::ffi::CStr| py.eval(code, None, None).unwrap();
+            let nines = encode_value(&eval(c"10**4300 - 1"));
+            assert_eq!(nines, vec![b'9'; 4300]);
+            let big = encode_value(&eval(c"-(10**5000) - 7"));
+            let mut expected = b"\"-1".to_vec();
+            expected.extend(std::iter::repeat_n(b'0', 4999));
+            expected.extend_from_slice(b"7\"");
+            assert_eq!(big, expected);
+            let key = encode_value(&eval(c"{10**4300: 1}"));
+            assert!(key.starts_with(b"{\"1000") && key.ends_with(b"0\":1}"));
+            assert_eq!(key.len(), "{\"\":1}".len() + 4301);
+            assert!(PyErr::take(py).is_none());
+        });
     }
 }

@@ -24,19 +24,28 @@ extern "C" {
 /// The text of `s`, borrowed from the object where CPython has it as UTF-8; text that is not
 /// valid UTF-8 (lone surrogates) is copied with replacement characters, as before.
 pub fn text<'a>(s: &'a Bound<'_, PyString>) -> Cow<'a, str> {
+    match utf8(s) {
+        Some(text) => Cow::Borrowed(text),
+        None => s.to_string_lossy(),
+    }
+}
+
+/// The text of `s` without a copy, or None when UTF-8 cannot encode it (lone surrogates):
+/// for topics, where a lossy copy would publish or subscribe somewhere else than asked.
+pub fn utf8<'a>(s: &'a Bound<'_, PyString>) -> Option<&'a str> {
     let mut len: ffi::Py_ssize_t = 0;
     // SAFETY: `s` is a live str (the GIL is held: we have a Bound). The buffer belongs to the
     // object, which is immutable and outlives 'a; CPython guarantees it is valid UTF-8.
     let ptr = unsafe { PyUnicode_AsUTF8AndSize(s.as_ptr(), &mut len) };
     if ptr.is_null() {
-        // A UnicodeEncodeError for lone surrogates: forget it and replace them.
+        // A UnicodeEncodeError: the caller says what it means for its value.
         let _ = PyErr::take(s.py());
-        return s.to_string_lossy();
+        return None;
     }
     // SAFETY: see above; `len` bytes at `ptr` are the object's UTF-8 text.
     let bytes = unsafe { std::slice::from_raw_parts(ptr.cast::<u8>(), len as usize) };
     // SAFETY: CPython produced it with its UTF-8 encoder.
-    Cow::Borrowed(unsafe { std::str::from_utf8_unchecked(bytes) })
+    Some(unsafe { std::str::from_utf8_unchecked(bytes) })
 }
 
 #[cfg(test)]
@@ -57,6 +66,9 @@ mod tests {
             assert_eq!(text(lone), lone.to_string_lossy());
             assert!(text(lone).starts_with('a') && text(lone).contains('\u{fffd}'));
             assert!(PyErr::take(py).is_none());
+            assert_eq!(utf8(lone), None);
+            assert!(PyErr::take(py).is_none());
+            assert_eq!(utf8(&PyString::new(py, "Grüße")), Some("Grüße"));
         });
     }
 }

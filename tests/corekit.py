@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import sys
 import time
 import uuid
 
@@ -45,6 +46,19 @@ def wait_state(core: Core, state: str, timeout: float = 10.0) -> dict:
 
 def event_json(msg) -> dict:
     return json.loads(msg.payload.decode("utf-8"))
+
+
+def decimal_digits(n: int) -> str:
+    """`str(n)` for integers of any size: Python refuses more than 4300 digits by default
+    (sys.set_int_max_str_digits), so the limit is lifted while this one converts."""
+    if not hasattr(sys, "get_int_max_str_digits"):  # Pythons before the limit
+        return str(n)
+    limit = sys.get_int_max_str_digits()
+    sys.set_int_max_str_digits(0)
+    try:
+        return str(n)
+    finally:
+        sys.set_int_max_str_digits(limit)
 
 
 def log_lines(caplog, contains: str) -> list[str]:

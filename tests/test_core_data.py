@@ -5,7 +5,15 @@ from __future__ import annotations
 import json
 import time
 
-from corekit import connected_core, event_json, settings_for, unique_base, wait_state, wait_until
+from corekit import (
+    connected_core,
+    decimal_digits,
+    event_json,
+    settings_for,
+    unique_base,
+    wait_state,
+    wait_until,
+)
 from mqtt_env import read_retained
 
 from octoprint_mqtt.plugin import is_paused_for_user, progress_percent
@@ -205,6 +213,22 @@ def test_metadata_values_nesting_and_clearing(core_factory, session_broker, subs
     assert core.publish_metadata(None) == 9
     sub.wait_count(f"{topic}#", 7 + 9)
     assert read_retained(session_broker.host, session_broker.port, f"{topic}#") == {}
+
+
+def test_metadata_integer_beyond_pythons_digit_limit(
+    core_factory, session_broker, subscriber_factory
+):
+    core, sub, base = connected_core(
+        core_factory,
+        session_broker,
+        subscriber_factory,
+        publish={"metadataActive": True, "metadataKeys": "big, small"},
+    )
+    big = 3**10000  # 4772 digits
+    expected = decimal_digits(big)
+    assert core.publish_metadata({"big": big, "small": 3**100}) == 2
+    assert json.loads(sub.wait_for(f"{base}metadata/big").payload) == expected
+    assert json.loads(sub.wait_for(f"{base}metadata/small").payload) == 3**100
 
 
 def test_metadata_off_by_default(core_factory, session_broker, subscriber_factory):

@@ -8,7 +8,15 @@ import json
 from collections import OrderedDict
 
 import pytest
-from corekit import connected_core, event_json, log_lines, settings_for, unique_base, wait_state
+from corekit import (
+    connected_core,
+    decimal_digits,
+    event_json,
+    log_lines,
+    settings_for,
+    unique_base,
+    wait_state,
+)
 from mqtt_env import read_retained
 
 from octoprint_mqtt._core import encode_event
@@ -72,6 +80,39 @@ def test_event_json_edge_cases(core_factory, session_broker, subscriber_factory)
     assert body["text"] == "Grüße ✓ \u2028"
     assert body["nested"] == {"list": [1, [2, 3], {"deep": [None]}]}
     assert body["obj"] == str(object)
+
+
+def test_integers_beyond_pythons_digit_limit_are_strings_of_their_digits(
+    core_factory, session_broker, subscriber_factory
+):
+    # Python's int-to-str limit (4300 digits by default) makes str() raise, and Python's own
+    # json.loads refuses longer numbers: up to 4300 digits a number, beyond that a string.
+    core, sub, base = connected_core(core_factory, session_broker, subscriber_factory)
+    longest = 10**4300 - 1  # 4300 nines
+    huge = 7**6000 + 1  # 5071 digits
+    negative = -(10**5000) - 12345
+    expected = {v: decimal_digits(v) for v in (longest, huge, negative)}
+    assert len(expected[huge]) == 5071 and expected[negative].endswith("12345")
+    payload = {"longest": longest, "huge": huge, "list": [negative, 1], huge: "huge key"}
+    assert core.publish_event("Big", payload)
+    body = json.loads(sub.wait_for(f"{base}event/Big").payload)  # valid JSON
+    assert body["longest"] == longest
+    assert body["huge"] == expected[huge]
+    assert body["list"] == [expected[negative], 1]
+    assert body[expected[huge]] == "huge key"
+    assert list(body) == ["longest", "huge", "list", expected[huge], "_event", "_timestamp"]
+
+
+def test_event_name_with_a_lone_surrogate_is_a_value_error(
+    core_factory, session_broker, subscriber_factory
+):
+    core, sub, base = connected_core(core_factory, session_broker, subscriber_factory)
+    with pytest.raises(ValueError, match="surrogate") as raised:
+        core.publish_event("Bad\ud800", {"a": 1})
+    assert raised.type is ValueError
+    assert core.publish_event("After", None)
+    sub.wait_for(f"{base}event/After")
+    assert [m.topic for m in sub.messages(f"{base}event/#")] == [f"{base}event/After"]
 
 
 def test_none_and_empty_payloads(core_factory, session_broker, subscriber_factory):

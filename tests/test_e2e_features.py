@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Callable
 
 import pytest
+import yaml
 
 try:
     import octoprint_mqtt  # noqa: F401
@@ -515,16 +516,27 @@ def test_live_settings_changes(broker_factory, subscriber_factory, octoprint_fac
 
 @pytest.mark.e2e
 @pytest.mark.timeout(180)
-def test_password_is_admin_only(broker, octoprint_factory):
-    secret = "admin-only-pw-4711"
+def test_password_goes_to_the_settings_permission_not_only_admins(broker, octoprint_factory):
+    # OctoPrint's "admin" restriction level means the SETTINGS permission: a user who is no
+    # admin but was given it reads the password; one without it (the Users group) does not.
+    secret = "settings-perm-pw-4711"
     settings = broker_settings(broker)
     settings["broker"].update(username="e2e-user", password=secret)
     octoprint = octoprint_factory(settings, start=False)
     viewer_key = octoprint.add_user("viewer", "viewer-pw-for-tests")
+    manager_key = octoprint.add_user("manager", "manager-pw-for-tests")
+    users_path = octoprint.basedir / "users.yaml"
+    users = yaml.safe_load(users_path.read_text())
+    users["manager"]["permissions"] = ["SETTINGS"]
+    users_path.write_text(yaml.safe_dump(users))
     octoprint.start()
 
+    manager = octoprint.get_as(manager_key, "/api/currentuser")
+    assert "admin" not in manager["groups"] and "SETTINGS" in manager["permissions"], manager
     admin_broker = octoprint.settings()["plugins"]["mqtt"]["broker"]
     assert admin_broker["password"] == secret, admin_broker
+    manager_broker = octoprint.get_as(manager_key, "/api/settings")["plugins"]["mqtt"]["broker"]
+    assert manager_broker["password"] == secret, manager_broker
     viewer_broker = octoprint.get_as(viewer_key, "/api/settings")["plugins"]["mqtt"]["broker"]
     assert viewer_broker.get("password") is None, viewer_broker
     # Only the password is hidden.

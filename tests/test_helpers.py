@@ -5,13 +5,14 @@ core configured directly, so every call below runs the code OctoPrint plugins ru
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import threading
 import time
 
 import pytest
-from corekit import settings_for, unique_base, wait_state, wait_until
+from corekit import decimal_digits, log_lines, settings_for, unique_base, wait_state, wait_until
 from mqtt_env import read_retained
 
 from octoprint_mqtt.plugin import MqttPlugin
@@ -97,6 +98,22 @@ def test_payload_encodings(env, payload, raw, expected):
     assert sub.wait_for(f"{base}p").payload == expected
 
 
+def test_integers_beyond_pythons_digit_limit(env):
+    # JSON: a string of the digits (Python's json.loads refuses longer numbers); raw_data:
+    # the digits, where str() would raise.
+    plugin, sub, base = env
+    big = -(7**6000)
+    digits = decimal_digits(big)
+    assert plugin.mqtt_publish(f"{base}json", {"n": big, "ok": 2**70}) is True
+    assert json.loads(sub.wait_for(f"{base}json").payload) == {"n": digits, "ok": 2**70}
+    assert plugin.mqtt_publish(f"{base}bare", big) is True
+    assert json.loads(sub.wait_for(f"{base}bare").payload) == digits
+    assert plugin.mqtt_publish(f"{base}raw", big, raw_data=True) is True
+    assert sub.wait_for(f"{base}raw").payload == digits.encode()
+    assert plugin.mqtt_publish_with_timestamp(f"{base}ts", {"n": big}, timestamp=5) is True
+    assert json.loads(sub.wait_for(f"{base}ts").payload) == {"n": digits, "_timestamp": 5}
+
+
 def test_unsendable_payloads_are_type_errors(env):
     plugin, _, base = env
     with pytest.raises(TypeError, match="raw_data"):
@@ -110,6 +127,42 @@ def test_jpeg_sized_bytes_arrive_identical(env):
     blob = os.urandom(JPEG_SIZE)
     assert plugin.mqtt_publish(f"{base}camera", blob, retained=False, raw_data=True)
     assert sub.wait_for(f"{base}camera").payload == blob
+
+
+def test_lone_surrogate_topics_are_value_errors_and_nothing_is_sent(plugin_factory, env):
+    # A str that UTF-8 cannot encode: refused like any other bad topic, not sent under a
+    # topic with replacement characters, and the same error for publishing and subscribing.
+    plugin, sub, base = env
+    offline = plugin_factory()
+    rec = Recorder()
+    calls = [
+        lambda p: p.mqtt_publish(f"{base}a/\ud800", "x"),
+        lambda p: p.mqtt_publish(f"{base}a/\udfff", b"x", raw_data=True),
+        lambda p: p.mqtt_publish_with_timestamp(f"{base}a/\ud800", {}),
+        lambda p: p.mqtt_subscribe(f"{base}a/\ud800", rec),
+        lambda p: p.mqtt_subscribe(f"{base}\udc80/#", rec),
+    ]
+    for p in (plugin, offline):
+        for call in calls:
+            with pytest.raises(ValueError, match="surrogate") as raised:
+                call(p)
+            assert raised.type is ValueError, raised.value
+    # Nothing of it reaches the broker or the registry: what the lossy conversion would have
+    # published to and subscribed on stays silent.
+    lossy = f"{base}a/\ufffd\ufffd\ufffd"
+    plugin.mqtt_subscribe(f"{base}done", rec)
+    time.sleep(0.2)
+    plugin.mqtt_publish(lossy, "lossy", retained=False)
+    plugin.mqtt_publish(f"{base}done", "marker", retained=False)
+    rec.wait(1)
+    sub.wait_for(f"{base}done")
+    time.sleep(0.2)
+    assert rec.topics() == [f"{base}done"]
+    assert [m.payload for m in sub.messages(f"{base}a/#")] == [b"lossy"]
+    # Unsubscribing from such a topic removes nothing, as for any topic nobody subscribed.
+    plugin.mqtt_unsubscribe(rec, f"{base}a/\ud800")
+    plugin.mqtt_publish(f"{base}done", "again", retained=False)
+    rec.wait(2)
 
 
 @pytest.mark.parametrize(
@@ -338,12 +391,45 @@ def test_raising_callback_is_logged_and_the_next_one_runs(env, caplog):
     plugin.mqtt_subscribe(f"{base}boom", after)
     time.sleep(0.2)
     plugin.mqtt_publish(f"{base}boom", "1", retained=False)
-    plugin.mqtt_publish(f"{base}boom", "2", retained=False)
-    after.wait(2)
+    after.wait(1)
     records = [r for r in caplog.records if "raised an exception" in r.getMessage()]
-    assert len(records) == 2
+    assert len(records) == 1
     assert records[0].exc_info and "consumer bug" in str(records[0].exc_info[1])
     assert "Traceback" in caplog.text
+    assert plugin._core.status()["callback_errors"] == 1
+
+
+def test_a_callback_failing_on_every_message_is_summarised(env, caplog):
+    # One traceback, then counted: when it stops failing, one line says how often it failed.
+    plugin, _, base = env
+    calls = []
+
+    def broken(topic, payload, **kwargs):
+        calls.append(payload)
+        if len(calls) <= 500:
+            raise ValueError(f"bad payload {payload.decode()}")
+
+    after = Recorder()
+    plugin.mqtt_subscribe(f"{base}flood", broken)
+    plugin.mqtt_subscribe(f"{base}flood", after)
+    time.sleep(0.2)
+    for i in range(500):
+        plugin.mqtt_publish(f"{base}flood", str(i), retained=False)
+    after.wait(500)
+    assert wait_until(lambda: plugin._core.status()["callback_errors"] == 500, what="500 errors")
+    plugin.mqtt_publish(f"{base}flood", "fixed", retained=False)
+    after.wait(501)
+    summary = wait_until(lambda: log_lines(caplog, "more times"), what="the summary line")
+    tracebacks = [r for r in caplog.records if r.exc_info]
+    assert len(tracebacks) == 1, [r.getMessage() for r in tracebacks]
+    assert "bad payload 0" in str(tracebacks[0].exc_info[1])
+    assert len(summary) == 1, summary
+    assert "broken" in summary[0] and f"{base}flood" in summary[0], summary
+    assert "499 more times" in summary[0], summary
+    assert "ValueError: bad payload 499" in summary[0], summary
+    assert [c[1] for c in after.calls] == [str(i).encode() for i in range(500)] + [b"fixed"]
+    assert len(calls) == 501
+    assert plugin._core.status()["callback_errors"] == 500
 
 
 def test_slow_callback_does_not_stall_publishing(env, session_broker, subscriber_factory):
@@ -439,3 +525,33 @@ def test_before_the_first_settings_only_queueable_messages_are_kept(
     sub.wait_for(f"{base}mqtt")
     time.sleep(0.3)
     assert sub.messages(f"{base}live") == []
+
+
+# ~~ errors the plugin logs once
+
+
+def test_the_memory_of_logged_errors_is_bounded(
+    plugin_factory, session_broker, subscriber_factory, caplog
+):
+    # A flood of events whose names make invalid topics: each distinct error is logged once,
+    # but only the most recent are remembered.
+    base = unique_base()
+    sub = subscriber_factory(session_broker.host, session_broker.port, f"{base}#")
+    plugin = plugin_factory(settings_for(session_broker, base))
+    plugin._logger = logging.getLogger("octoprint.plugins.mqtt")
+    bound = 100  # the distinct errors remembered (plugin.py)
+    for i in range(2000):
+        plugin.on_event(f"Bad+{i}", None)
+    assert len(plugin._reported_errors) <= bound
+    logged = log_lines(caplog, "Bad+")
+    assert len(logged) == 2000 and "Bad+1999" in logged[-1]
+    # A recent one is still remembered: not logged again.
+    plugin.on_event("Bad+1999", None)
+    assert len(log_lines(caplog, "Bad+")) == 2000
+    # Forgotten ones are logged again, once.
+    plugin.on_event("Bad+0", None)
+    plugin.on_event("Bad+0", None)
+    assert len(log_lines(caplog, 'Bad+0"')) == 2
+    assert len(plugin._reported_errors) <= bound
+    plugin.on_event("Fine", None)
+    assert json.loads(sub.wait_for(f"{base}event/Fine").payload)["_event"] == "Fine"

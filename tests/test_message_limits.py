@@ -284,3 +284,32 @@ def test_a_broker_restart_right_after_a_large_message_does_not_lose_it(
     assert retained[f"{base}cam"].payload == SNAPSHOT
     assert core.status()["rejected"] == 0
     assert not warnings(caplog, "dropped and is not sent again")
+
+
+@pytest.mark.timeout(60)
+def test_mqtt5_publish_the_acl_refuses_is_dropped_once_and_the_rest_flows(
+    core_factory, broker_factory, subscriber_factory, tmp_path, caplog
+):
+    base = f"ok/{unique_base()}"
+    acl = tmp_path / "acl"
+    acl.write_text("topic readwrite ok/#\ntopic read no/#\n")
+    acl.chmod(0o644)
+    b = broker_factory(f"acl_file {acl}\n")
+    sub = subscriber_factory(b.host, b.port, f"{base}#")
+    core = core_factory(settings_for(b, base, broker={"protocol": "MQTTv5"}))
+    wait_state(core, "connected")
+    sub.wait_for(f"{base}mqtt")
+    for round_ in range(2):
+        assert core.publish("no/entry", "x", False, 1, True)
+        for i in range(50):
+            assert core.publish(f"{base}n", f"{round_}-{i}", False, 1, True)
+    received = sub.wait_count(f"{base}n", 100)
+    assert [m.payload.decode() for m in received] == [
+        f"{r}-{i}" for r in range(2) for i in range(50)
+    ]
+    status = wait_until(
+        lambda: (s := core.status())["queue_depth"] == 0 and s, what="all acknowledged"
+    )
+    assert status["rejected"] == 2 and status["reconnects"] == 0, status
+    told = warnings(caplog, '"no/entry"')
+    assert len(told) == 1 and "not authorised" in told[0], told

@@ -2,7 +2,7 @@
 //! state machine. Python threads talk to it only through [`Handle`]: a bounded command
 //! channel they never wait on, a shutdown signal, and the shared status.
 
-use std::collections::{BTreeMap, VecDeque};
+use std::collections::VecDeque;
 use std::sync::atomic::{AtomicBool, Ordering::Relaxed};
 use std::sync::{mpsc as std_mpsc, Arc, Mutex};
 use std::thread::JoinHandle;
@@ -12,7 +12,7 @@ use tokio::sync::{mpsc, watch};
 use tokio::time::{timeout_at, Instant};
 
 use crate::config::{ConnectionConfig, Protocol, StatusTopic};
-use crate::dispatch::Inbox;
+use crate::dispatch::{Inbox, SharedRegistry};
 use crate::message::{Incoming, Message, Qos};
 use crate::queue::OfflineQueue;
 use crate::session::{self, Loss, NetEvent, Session};
@@ -80,7 +80,11 @@ pub struct Handle {
 
 impl Handle {
     /// Starts the core's thread. Received messages go to `dispatch`.
-    pub fn spawn(queue_capacity: usize, dispatch: Inbox) -> std::io::Result<Handle> {
+    pub fn spawn(
+        queue_capacity: usize,
+        dispatch: Inbox,
+        subscriptions: SharedRegistry,
+    ) -> std::io::Result<Handle> {
         let (commands, rx) = mpsc::channel(COMMAND_CAPACITY);
         let (control, control_rx) = mpsc::unbounded_channel();
         let (shutdown, shutdown_rx) = watch::channel(false);
@@ -93,6 +97,7 @@ impl Handle {
             shared.clone(),
             queue_capacity,
             dispatch,
+            subscriptions,
         );
         let thread = std::thread::Builder::new()
             .name("mqtt-core".into())
@@ -119,10 +124,24 @@ impl Handle {
         })
     }
 
-    /// Hands a message to the core's thread; never waits. False when the core has stopped,
-    /// or when it is not keeping up (a full channel): then the message is counted as dropped
-    /// and that is logged once per episode.
-    pub fn publish(&self, msg: Message) -> bool {
+    /// Whether a message is taken, decided once, here, and counted here when it is not: the
+    /// caller's answer and the counters always agree. True: it is sent now or kept until the
+    /// broker is back. False: the broker is unreachable and the sender did not allow
+    /// queueing (`refused`), it is over the broker's packet limit (`rejected`), the core has
+    /// stopped, or it cannot keep up (`dropped`, logged once per episode). Never waits.
+    pub fn offer(&self, msg: Message) -> bool {
+        let shared = &self.shared;
+        if shared.refuse_too_large(&msg) {
+            return false;
+        }
+        if !(shared.is_connected() || (msg.queue_offline && shared.keeps_offline())) {
+            Shared::add(&shared.counters.refused, 1);
+            return false;
+        }
+        self.publish(msg)
+    }
+
+    fn publish(&self, msg: Message) -> bool {
         let cost = msg.cost();
         let waiting = &self.shared.commands_bytes;
         let before = waiting.fetch_add(cost, Relaxed);
@@ -227,8 +246,8 @@ struct Runner {
     overflow: Option<Overflow>,
     /// `publish.offlineQueueSize`.
     offline_capacity: usize,
-    /// Every filter some callback uses, renewed after each connect.
-    filters: BTreeMap<String, Qos>,
+    /// The subscriptions (owned by `subscriptions.rs`): what each connect subscribes.
+    subscriptions: SharedRegistry,
     /// Filters whose SUBSCRIBE is on its way, in order; then by packet id until the SUBACK.
     subscribing: VecDeque<String>,
     awaiting_suback: Vec<(u16, String)>,
@@ -244,6 +263,7 @@ impl Runner {
         shared: Arc<Shared>,
         queue_capacity: usize,
         dispatch: Inbox,
+        subscriptions: SharedRegistry,
     ) -> Self {
         Runner {
             commands,
@@ -269,7 +289,7 @@ impl Runner {
             quick_hinted: false,
             overflow: None,
             offline_capacity: queue_capacity,
-            filters: BTreeMap::new(),
+            subscriptions,
             subscribing: VecDeque::new(),
             awaiting_suback: Vec::new(),
             dispatch,
@@ -326,12 +346,8 @@ impl Runner {
                 conn,
                 queue_capacity,
             } => self.configure(*conn, queue_capacity).await,
-            Command::Subscribe { filter, qos } => {
-                self.filters.insert(filter.clone(), qos);
-                self.subscribe(&filter, qos);
-            }
+            Command::Subscribe { filter, qos } => self.subscribe(&filter, qos),
             Command::Unsubscribe { filter } => {
-                self.filters.remove(&filter);
                 if let (true, Some(s)) = (self.connected, &self.session) {
                     if !s.client.try_unsubscribe(&filter) {
                         warn!("Could not unsubscribe from {filter:?} now; it ends with the connection");
@@ -352,13 +368,12 @@ impl Runner {
         }
     }
 
+    /// Takes a message [`Handle::offer`] accepted: the caller was told it goes out, so it is
+    /// kept even if the connection was lost meanwhile.
     fn accept(&mut self, m: Message) {
-        // Before the first settings arrive the broker is unknown: kept like while offline
-        // (what the caller was told: `accepted` in lib.rs).
-        let keep =
-            self.connected || (m.queue_offline && (!self.configured || self.session.is_some()));
-        if !keep {
-            Shared::add(&self.shared.counters.refused, 1);
+        if self.configured && self.conn.is_none() {
+            // The broker setting was cleared after the caller was told yes.
+            Shared::add(&self.shared.counters.dropped, 1);
             return;
         }
         if !self.connected {
@@ -710,7 +725,12 @@ impl Runner {
         // status topic sees the `connected` that follows.
         self.subscribing.clear();
         self.awaiting_suback.clear();
-        for (filter, qos) in self.filters.clone() {
+        let filters = self
+            .subscriptions
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .broker_filters();
+        for (filter, qos) in filters {
             self.subscribe(&filter, qos);
         }
         if let Some(hello) = hello {

@@ -2,7 +2,7 @@
 
 use thiserror::Error;
 
-#[derive(Debug, Error, Clone, PartialEq, Eq)]
+#[derive(Debug, Error)]
 pub enum Error {
     /// A topic name or filter that MQTT (or the broker) would refuse.
     #[error("invalid MQTT topic {topic:?}: {reason}")]
@@ -11,9 +11,26 @@ pub enum Error {
     #[error("invalid QoS {0}: must be 0, 1 or 2")]
     InvalidQos(i64),
 
-    /// A payload type the chosen encoding cannot carry.
+    /// A payload (or temperature sample) of a type the chosen encoding cannot carry.
     #[error("{0}")]
     Payload(String),
+
+    /// An argument of the wrong type (a callback that is not callable, args not a sequence).
+    #[error("{0}")]
+    ArgumentType(String),
+
+    /// An argument of the right type but a value the call cannot take.
+    #[error("{0}")]
+    ArgumentValue(String),
+
+    /// The core's threads could not be started.
+    #[error("cannot start the MQTT threads: {0}")]
+    Threads(String),
+
+    /// Raised by Python code the core called (`__bool__`, `__eq__`, a mapping's lookup): passed
+    /// on as it was.
+    #[error("{0}")]
+    Python(#[from] pyo3::PyErr),
 
     /// A message over the size every broker connection can carry.
     #[error("MQTT message too large: {size} bytes of topic and payload, at most {max} (64 MiB less 10 bytes of MQTT header)")]

@@ -9,6 +9,7 @@ mod dispatch;
 mod error;
 mod events;
 mod message;
+mod outgoing;
 mod payload;
 mod probe;
 mod pystr;
@@ -16,6 +17,7 @@ mod queue;
 mod registry;
 mod session;
 mod status;
+mod subscriptions;
 mod temperature;
 mod tls;
 mod topic;
@@ -25,7 +27,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use pyo3::exceptions::{PyRuntimeError, PyTypeError, PyValueError};
 use pyo3::prelude::*;
-use pyo3::types::{PyBool, PyByteArray, PyBytes, PyDict, PyFloat, PyInt, PyString, PyTuple};
+use pyo3::types::{PyBytes, PyDict, PyString, PyTuple};
 
 use crate::config::{PublishConfig, Settings};
 use crate::connection::{Command, Handle, DISPATCH_CAPACITY};
@@ -34,13 +36,17 @@ use crate::error::Error;
 use crate::message::{Message, Qos};
 
 impl From<Error> for PyErr {
+    /// Every Python exception the core raises is made here.
     fn from(e: Error) -> PyErr {
         match e {
             Error::InvalidTopic { .. }
             | Error::InvalidQos(_)
             | Error::Config(_)
-            | Error::TooLarge { .. } => PyValueError::new_err(e.to_string()),
-            Error::Payload(_) => PyTypeError::new_err(e.to_string()),
+            | Error::TooLarge { .. }
+            | Error::ArgumentValue(_) => PyValueError::new_err(e.to_string()),
+            Error::Payload(_) | Error::ArgumentType(_) => PyTypeError::new_err(e.to_string()),
+            Error::Threads(_) => PyRuntimeError::new_err(e.to_string()),
+            Error::Python(e) => e,
         }
     }
 }
@@ -63,7 +69,7 @@ struct Core {
     /// Used while `client.client_id` is unset; the same for the core's whole life.
     client_id: String,
     temperatures: Mutex<temperature::Tracker>,
-    registry: SharedRegistry,
+    subscriptions: subscriptions::Subscriptions,
     /// The settings warnings of the last `configure`: OctoPrint configures again at startup
     /// and on every save, and a value already reported is not reported again.
     warned: Mutex<Vec<String>>,
@@ -71,10 +77,6 @@ struct Core {
 }
 
 impl Core {
-    fn registry(&self) -> std::sync::MutexGuard<'_, registry::Registry<Handler>> {
-        self.registry.lock().unwrap_or_else(|p| p.into_inner())
-    }
-
     fn publishing(&self) -> Arc<PublishConfig> {
         self.publishing
             .read()
@@ -82,38 +84,18 @@ impl Core {
             .clone()
     }
 
-    /// The plugin's own messages (events, progress, temperatures, metadata): QoS 0, kept while
-    /// offline unless `publish.queueWhileOffline` is off.
-    fn send_own(
-        &self,
-        cfg: &PublishConfig,
-        topic: String,
-        payload: Vec<u8>,
-        retain: bool,
-    ) -> PyResult<bool> {
-        self.send(Message {
-            topic,
-            payload,
-            qos: Qos::AtMostOnce,
-            retain,
-            queue_offline: cfg.queue_events_offline,
-        })
-    }
-
     fn send(&self, msg: Message) -> PyResult<bool> {
         message::check_size(&msg.topic, &msg.payload)?;
-        // What the caller is told: would this message be delivered (now or after a reconnect)?
-        let shared = &self.handle.shared;
-        if shared.refuse_too_large(&msg) {
-            return Ok(false);
+        Ok(self.handle.offer(msg))
+    }
+
+    /// Sends each; returns how many.
+    fn send_all(&self, messages: Vec<Message>) -> PyResult<usize> {
+        let n = messages.len();
+        for m in messages {
+            self.send(m)?;
         }
-        let accepted = shared.is_connected() || (msg.queue_offline && shared.keeps_offline());
-        // False after stop() (OctoPrint still fires a few events while shutting down) and when
-        // the core is too far behind to take it.
-        // Handed over even when not `accepted`: the core counts the refusal (or sends it, if
-        // it connected meanwhile).
-        let handed = self.handle.publish(msg);
-        Ok(accepted && handed)
+        Ok(n)
     }
 }
 
@@ -122,16 +104,15 @@ impl Core {
     #[new]
     fn new() -> PyResult<Self> {
         let defaults = Settings::default();
-        let thread_error =
-            |e| PyRuntimeError::new_err(format!("cannot start the MQTT threads: {e}"));
+        let thread_error = |e: std::io::Error| Error::Threads(e.to_string());
         let (inbox, outbox) = dispatch::channel(DISPATCH_CAPACITY);
         let registry = SharedRegistry::default();
         let callback_errors = dispatch::ErrorCount::default();
         dispatch::spawn(outbox, registry.clone(), callback_errors.clone()).map_err(thread_error)?;
-        let handle =
-            Handle::spawn(defaults.publish.offline_queue_size, inbox).map_err(thread_error)?;
+        let handle = Handle::spawn(defaults.publish.offline_queue_size, inbox, registry.clone())
+            .map_err(thread_error)?;
         Ok(Core {
-            registry,
+            subscriptions: subscriptions::Subscriptions::new(registry),
             callback_errors,
             handle,
             publishing: RwLock::new(Arc::new(defaults.publishing())),
@@ -147,8 +128,8 @@ impl Core {
     /// are formatted right and kept until a call with `connect=True`.
     #[pyo3(signature = (settings, connect=true))]
     fn configure(&self, settings: &Bound<'_, PyAny>, connect: bool) -> PyResult<()> {
-        let tree: serde_json::Value = pythonize::depythonize(settings)
-            .map_err(|e| PyValueError::new_err(format!("invalid MQTT settings: {e}")))?;
+        let tree: serde_json::Value =
+            pythonize::depythonize(settings).map_err(|e| Error::Config(e.to_string()))?;
         let (settings, warnings) = config::parse_lenient(tree);
         {
             let mut warned = self.warned.lock().unwrap_or_else(|p| p.into_inner());
@@ -181,29 +162,14 @@ impl Core {
         event: &Bound<'_, PyString>,
         payload: Option<&Bound<'_, PyAny>>,
     ) -> PyResult<bool> {
-        // Borrowed, not copied: see pystr.rs (this runs for every OctoPrint event).
-        let (event, encodable) = match pystr::utf8(event) {
-            Some(text) => (std::borrow::Cow::Borrowed(text), true),
-            None => (event.to_string_lossy(), false),
-        };
-        let event = event.as_ref();
-        let cfg = self.publishing();
-        if !cfg.event_active || !cfg.events.enabled(events::classify(event)) {
-            return Ok(false);
+        match outgoing::event(&self.publishing(), event, payload, unix_now())? {
+            Some(m) => self.send(m),
+            None => Ok(false),
         }
-        let topic = cfg.event_topic(event);
-        if !encodable {
-            return Err(Error::topic(&topic, topic::LONE_SURROGATE).into());
-        }
-        topic::validate_topic(&topic)?;
-        let payload = payload::encode_event(payload, event, &cfg.timestamp_field, unix_now());
-        let retain = cfg.retain && events::retain_follows_broker(event);
-        self.send_own(&cfg, topic, payload, retain)
     }
 
-    /// Print (`kind="printing"`, always retained) or slicing (`"slicing"`, retained per
-    /// `broker.retain`) progress on `<base><progressTopic>`, with the timestamp added.
-    /// `queue=None` follows `publish.queueWhileOffline`.
+    /// Print (`kind="printing"`) or slicing (`"slicing"`) progress on `<base><progressTopic>`,
+    /// with the timestamp added. `queue=None` follows `publish.queueWhileOffline`.
     #[pyo3(signature = (kind, payload, queue=None))]
     fn publish_progress(
         &self,
@@ -211,112 +177,31 @@ impl Core {
         payload: &Bound<'_, PyAny>,
         queue: Option<bool>,
     ) -> PyResult<bool> {
-        let cfg = self.publishing();
-        let retain = match kind {
-            "printing" => true,
-            "slicing" => cfg.retain,
-            other => {
-                return Err(PyValueError::new_err(format!(
-                    "progress kind must be 'printing' or 'slicing', not {other:?}"
-                )))
-            }
-        };
-        if !cfg.progress_active {
-            return Ok(false);
+        match outgoing::progress(&self.publishing(), kind, payload, queue, unix_now())? {
+            Some(m) => self.send(m),
+            None => Ok(false),
         }
-        let topic = cfg.progress_topic(kind);
-        topic::validate_topic(&topic)?;
-        let payload =
-            payload::encode_stamped(Some(payload), None, &cfg.timestamp_field, unix_now());
-        self.send(Message {
-            topic,
-            payload,
-            qos: Qos::AtMostOnce,
-            retain,
-            queue_offline: queue.unwrap_or(cfg.queue_events_offline),
-        })
     }
 
-    /// One sample from OctoPrint's printer callback, `{"time": t, "<heater>": {"actual": a,
-    /// "target": t}, ...}`: publishes the heaters that changed enough. Returns how many.
+    /// One sample from OctoPrint's printer callback: publishes the heaters that changed
+    /// enough. Returns how many.
     fn publish_temperatures(&self, data: &Bound<'_, PyAny>) -> PyResult<usize> {
-        let cfg = self.publishing();
-        if !cfg.temperature_active {
-            return Ok(0);
-        }
-        let data = payload::as_dict(data)
-            .ok_or_else(|| PyTypeError::new_err("temperature data must be a mapping"))?;
-        let time = match data.get_item("time")? {
-            Some(t) => t
-                .extract::<f64>()
-                .map(|t| t as u64)
-                .unwrap_or_else(|_| unix_now()),
-            None => unix_now(),
+        let messages = {
+            let mut tracker = self.temperatures.lock().unwrap_or_else(|p| p.into_inner());
+            outgoing::temperatures(&self.publishing(), &mut tracker, data, unix_now())?
         };
-        let mut tracker = self.temperatures.lock().unwrap_or_else(|p| p.into_inner());
-        let mut published = 0;
-        for (heater, values) in data.iter() {
-            let (Ok(heater), Some(values)) =
-                (heater.extract::<String>(), payload::as_dict(&values))
-            else {
-                continue; // "time", or something a plugin added that is not a heater
-            };
-            let reading = temperature::Reading {
-                actual: reading(&values, "actual")?,
-                target: reading(&values, "target")?,
-            };
-            if !tracker.should_publish(&heater, reading, cfg.temperature_threshold) {
-                continue;
-            }
-            let topic = cfg.temperature_topic(&heater);
-            topic::validate_topic(&topic)?;
-            let mut body = Vec::with_capacity(64);
-            body.extend_from_slice(b"{\"actual\":");
-            payload::write_reading(&mut body, reading.actual);
-            body.extend_from_slice(b",\"target\":");
-            payload::write_reading(&mut body, reading.target);
-            body.push(b',');
-            body.extend_from_slice(&payload::encode_key(&cfg.timestamp_field));
-            body.extend_from_slice(format!(":{time}}}").as_bytes());
-            self.send_own(&cfg, topic, body, cfg.retain)?;
-            published += 1;
-        }
-        Ok(published)
+        self.send_all(messages)
     }
 
-    /// File metadata on `<base><metadataTopic>` for each key of `publish.metadataKeys` (dots
-    /// walk into nested dicts): the value at print start, or with `metadata=None` an empty
-    /// payload per key, which clears the retained value when the job ends. Returns how many.
+    /// File metadata on `<base><metadataTopic>` for each key of `publish.metadataKeys`; with
+    /// `metadata=None` an empty payload per key. Returns how many.
     #[pyo3(signature = (metadata=None))]
     fn publish_metadata(&self, metadata: Option<&Bound<'_, PyAny>>) -> PyResult<usize> {
-        let cfg = self.publishing();
-        if !cfg.metadata_active {
-            return Ok(0);
-        }
-        let mut published = 0;
-        for key in &cfg.metadata_keys {
-            let payload = match metadata {
-                None => Vec::new(),
-                Some(m) => match lookup(m, key)? {
-                    Some(value) => payload::encode_text(&value),
-                    None => continue,
-                },
-            };
-            let topic = cfg.metadata_topic(key);
-            if let Err(e) = topic::validate_topic(&topic) {
-                warn!("Metadata key {key:?} cannot be published: {e}");
-                continue;
-            }
-            self.send_own(&cfg, topic, payload, cfg.retain)?;
-            published += 1;
-        }
-        Ok(published)
+        self.send_all(outgoing::metadata(&self.publishing(), metadata)?)
     }
 
-    /// `mqtt_publish`: a `str` goes out as UTF-8, anything else as JSON, unless `raw_data`, where
-    /// bytes go out as they are, numbers as their text and None as an empty payload.
-    /// `retained=None` follows `broker.retain`. Returns whether the message was accepted (sent,
-    /// or queued because `allow_queueing`); False when offline without queueing.
+    /// `mqtt_publish`. Returns whether the message was accepted (sent, or queued because
+    /// `allow_queueing`); False when offline without queueing or over the broker's limit.
     #[pyo3(signature = (topic, payload, retained=None, qos=0, allow_queueing=None, raw_data=None))]
     fn publish(
         &self,
@@ -327,24 +212,15 @@ impl Core {
         allow_queueing: Option<&Bound<'_, PyAny>>,
         raw_data: Option<&Bound<'_, PyAny>>,
     ) -> PyResult<bool> {
-        let topic = topic_text(topic)?;
-        topic::validate_topic(topic)?;
-        let qos = Qos::try_from(qos)?;
-        // Any truthy value, as Python code passes them (`retained=1`).
-        let truthy = |v: Option<&Bound<'_, PyAny>>| v.map_or(Ok(false), |v| v.is_truthy());
-        let allow_queueing = truthy(allow_queueing)?;
-        let payload = helper_payload(payload, truthy(raw_data)?)?;
-        let retain = match retained.filter(|r| !r.is_none()) {
-            Some(r) => r.is_truthy()?,
-            None => self.publishing().retain,
-        };
-        self.send(Message {
-            topic: topic.to_owned(),
+        let call = outgoing::HelperCall {
+            topic,
             payload,
+            retained,
             qos,
-            retain,
-            queue_offline: allow_queueing,
-        })
+            allow_queueing,
+            raw_data,
+        };
+        self.send(outgoing::helper(&self.publishing(), call)?)
     }
 
     /// `mqtt_subscribe`: `callback(topic, payload: bytes, *args, retained=, qos=, **kwargs)` for
@@ -360,11 +236,11 @@ impl Core {
         kwargs: Option<&Bound<'_, PyDict>>,
         qos: i64,
     ) -> PyResult<()> {
-        let topic = topic_text(topic)?;
+        let topic = outgoing::topic_text(topic)?;
         topic::validate_filter(topic)?;
         let qos = Qos::try_from(qos)?;
         if !callback.is_callable() {
-            return Err(PyTypeError::new_err("callback must be callable"));
+            return Err(Error::ArgumentType("callback must be callable".into()).into());
         }
         let args = match args {
             None => PyTuple::empty(py),
@@ -372,30 +248,15 @@ impl Core {
                 .try_iter()
                 .and_then(|it| it.collect::<PyResult<Vec<_>>>())
                 .and_then(|items| PyTuple::new(py, items))
-                .map_err(|_| PyTypeError::new_err("args must be a tuple or list"))?,
+                .map_err(|_| Error::ArgumentType("args must be a tuple or list".into()))?,
         };
-        // Compare outside the lock: `==` may run Python code.
-        let same_filter: Vec<Py<PyAny>> = self
-            .registry()
-            .entries()
-            .filter(|e| e.filter == topic)
-            .map(|e| e.handler.callback.clone_ref(py))
-            .collect();
-        for existing in same_filter {
-            if existing.bind(py).eq(callback)? {
-                return Ok(());
-            }
-        }
         let handler = Handler {
             callback: callback.clone().unbind(),
             args: args.unbind(),
             kwargs: kwargs.map(|k| k.copy()).transpose()?.map(Bound::unbind),
         };
-        let change = self.registry().add(topic, qos, handler);
-        if let Some(registry::BrokerChange::Subscribe(filter, qos)) = change {
-            self.handle.control(Command::Subscribe { filter, qos });
-        }
-        Ok(())
+        self.subscriptions
+            .subscribe(py, topic, qos, handler, |c| self.handle.control(c))
     }
 
     /// `mqtt_unsubscribe`: removes the subscriptions whose callback `==` this one (and whose
@@ -414,28 +275,8 @@ impl Core {
             Some(Some(topic)) => Some(topic),
             Some(None) => return Ok(()),
         };
-        let candidates: Vec<(u64, Py<PyAny>)> = self
-            .registry()
-            .entries()
-            .filter(|e| topic.is_none_or(|t| e.filter == t))
-            .map(|e| (e.id, e.handler.callback.clone_ref(py)))
-            .collect();
-        let mut ids = Vec::new();
-        for (id, existing) in candidates {
-            if existing.bind(py).eq(callback).unwrap_or(false) {
-                ids.push(id);
-            }
-        }
-        if ids.is_empty() {
-            return Ok(());
-        }
-        let (changes, removed) = self.registry().remove(&ids);
-        drop(removed); // after the registry's lock is released
-        for change in changes {
-            if let registry::BrokerChange::Unsubscribe(filter) = change {
-                self.handle.control(Command::Unsubscribe { filter });
-            }
-        }
+        self.subscriptions
+            .unsubscribe(py, callback, topic, |c| self.handle.control(c));
         Ok(())
     }
 
@@ -503,87 +344,10 @@ impl Core {
     }
 }
 
-/// The bytes `mqtt_publish` sends for a payload (compat.md section 4).
-fn helper_payload(payload: &Bound<'_, PyAny>, raw_data: bool) -> PyResult<Vec<u8>> {
-    if let Ok(s) = payload.cast::<PyString>() {
-        return Ok(pystr::text(s).as_bytes().to_vec());
-    }
-    let is_bytes = payload.is_instance_of::<PyBytes>() || payload.is_instance_of::<PyByteArray>();
-    if !raw_data {
-        if is_bytes {
-            return Err(PyTypeError::new_err(
-                "bytes payloads are sent with raw_data=True; without it the payload is JSON-encoded",
-            ));
-        }
-        return Ok(payload::encode_value(payload));
-    }
-    if payload.is_none() {
-        Ok(Vec::new())
-    } else if let Ok(b) = payload.cast::<PyBytes>() {
-        Ok(b.as_bytes().to_vec())
-    } else if let Ok(b) = payload.cast::<PyByteArray>() {
-        Ok(b.to_vec())
-    } else if payload.is_instance_of::<PyInt>()
-        || payload.is_instance_of::<PyFloat>()
-        || payload.is_instance_of::<PyBool>()
-    {
-        match payload.str() {
-            Ok(text) => Ok(text.to_string_lossy().as_bytes().to_vec()),
-            // An int beyond Python's int-to-str limit: its digits all the same.
-            Err(err) if payload.is_instance_of::<PyInt>() => payload::int_digits(payload)
-                .map(String::into_bytes)
-                .ok_or(err),
-            Err(err) => Err(err),
-        }
-    } else {
-        Err(PyTypeError::new_err(format!(
-            "raw_data payloads must be bytes, bytearray, str, int, float or None, not {}",
-            payload.get_type().name()?
-        )))
-    }
-}
-
-/// A heater's `actual` or `target`: a number, or nothing (missing, None, NaN, not a number).
-fn reading(values: &Bound<'_, PyDict>, key: &str) -> PyResult<Option<f64>> {
-    Ok(values
-        .get_item(key)?
-        .and_then(|v| v.extract::<f64>().ok())
-        .filter(|v| v.is_finite()))
-}
-
-/// `key` in a metadata dict: the literal key first, else a dotted path through nested dicts.
-fn lookup<'py>(metadata: &Bound<'py, PyAny>, key: &str) -> PyResult<Option<Bound<'py, PyAny>>> {
-    let Some(dict) = payload::as_dict(metadata) else {
-        return Ok(None);
-    };
-    if let Some(v) = dict.get_item(key)? {
-        return Ok(Some(v));
-    }
-    let mut current = metadata.clone();
-    for part in key.split('.') {
-        let Some(next) = payload::as_dict(&current)
-            .map(|d| d.get_item(part))
-            .transpose()?
-            .flatten()
-        else {
-            return Ok(None);
-        };
-        current = next;
-    }
-    Ok(Some(current))
-}
-
 /// Raises ValueError when `topic` cannot be published to.
 #[pyfunction]
 fn validate_topic(topic: &Bound<'_, PyString>) -> PyResult<()> {
-    Ok(topic::validate_topic(topic_text(topic)?)?)
-}
-
-/// A topic or filter as Rust text; a ValueError like any other topic MQTT cannot carry when
-/// UTF-8 cannot encode it, rather than a lossy copy naming another topic.
-fn topic_text<'a>(topic: &'a Bound<'_, PyString>) -> PyResult<&'a str> {
-    pystr::utf8(topic)
-        .ok_or_else(|| Error::topic(&topic.to_string_lossy(), topic::LONE_SURROGATE).into())
+    Ok(topic::validate_topic(outgoing::topic_text(topic)?)?)
 }
 
 /// One connection attempt with the settings tree `settings` (unsaved settings from the
@@ -596,8 +360,8 @@ fn test_connection<'py>(
     settings: &Bound<'py, PyAny>,
     timeout: f64,
 ) -> PyResult<Bound<'py, PyDict>> {
-    let settings: Settings = pythonize::depythonize(settings)
-        .map_err(|e| PyValueError::new_err(format!("invalid MQTT settings: {e}")))?;
+    let settings: Settings =
+        pythonize::depythonize(settings).map_err(|e| Error::Config(e.to_string()))?;
     let timeout = Duration::from_secs_f64(timeout.clamp(0.1, 30.0));
     let out = py.detach(|| probe::test_connection(&settings, timeout));
     let d = PyDict::new(py);

@@ -1,7 +1,9 @@
 //! The subscriptions other plugins register: which callbacks a topic reaches, and which
-//! filters the broker must know about. Generic over the handler, so the bookkeeping is tested
-//! without Python; comparing callbacks (Python `==`) is the caller's job, done outside any
-//! lock because `__eq__` may run arbitrary Python code.
+//! filters (at which QoS) the broker must know about. The one record of them: the callbacks'
+//! thread reads it per message, the core's thread at every connect. Generic over the handler,
+//! so the bookkeeping is tested without Python; comparing callbacks (Python `==`) is the
+//! caller's job (`subscriptions.rs`), done outside this lock because `__eq__` may run
+//! arbitrary Python code.
 
 use crate::message::Qos;
 use crate::topic;
@@ -62,26 +64,43 @@ impl<H> Registry<H> {
         }
     }
 
-    /// Removes subscriptions by id; returns the filters nobody uses any more, and the removed
-    /// handlers, for the caller to drop after releasing its lock (dropping a Python callback
-    /// may run `__del__`, which may release the GIL).
+    /// Removes subscriptions by id; returns what the broker must be told (filters nobody uses
+    /// any more, and filters whose highest QoS went down: subscribing again replaces the QoS),
+    /// and the removed handlers, for the caller to drop after releasing its lock (dropping a
+    /// Python callback may run `__del__`, which may release the GIL).
     pub fn remove(&mut self, ids: &[u64]) -> (Vec<BrokerChange>, Vec<H>) {
+        let mut touched: Vec<(String, Qos)> = Vec::new();
+        for e in self.entries.iter().filter(|e| ids.contains(&e.id)) {
+            if !touched.iter().any(|(f, _)| *f == e.filter) {
+                let before = self.filter_qos(&e.filter).expect("in use");
+                touched.push((e.filter.clone(), before));
+            }
+        }
         let (removed, kept): (Vec<_>, Vec<_>) = std::mem::take(&mut self.entries)
             .into_iter()
             .partition(|e| ids.contains(&e.id));
         self.entries = kept;
-        let mut gone: Vec<String> = Vec::new();
-        for e in &removed {
-            if !gone.contains(&e.filter) {
-                gone.push(e.filter.clone());
-            }
-        }
-        let changes = gone
+        let changes = touched
             .into_iter()
-            .filter(|f| self.filter_qos(f).is_none())
-            .map(BrokerChange::Unsubscribe)
+            .filter_map(|(f, before)| match self.filter_qos(&f) {
+                None => Some(BrokerChange::Unsubscribe(f)),
+                Some(now) if now < before => Some(BrokerChange::Subscribe(f, now)),
+                Some(_) => None,
+            })
             .collect();
         (changes, removed.into_iter().map(|e| e.handler).collect())
+    }
+
+    /// Every filter in use with the highest QoS asked for it: what each connect subscribes.
+    pub fn broker_filters(&self) -> Vec<(String, Qos)> {
+        let mut out: Vec<(String, Qos)> = Vec::new();
+        for e in &self.entries {
+            match out.iter_mut().find(|(f, _)| *f == e.filter) {
+                Some((_, q)) => *q = (*q).max(e.qos),
+                None => out.push((e.filter.clone(), e.qos)),
+            }
+        }
+        out
     }
 
     pub fn entries(&self) -> impl Iterator<Item = &Entry<H>> {
@@ -133,6 +152,33 @@ mod tests {
         assert_eq!(r.remove(&rest).0, vec![Unsubscribe("a".into())]);
         assert_eq!(r.filter_qos("a"), None);
         assert_eq!(r.remove(&[99]).0, vec![]);
+    }
+
+    #[test]
+    fn broker_qos_follows_the_highest_remaining_subscriber() {
+        let mut r = Registry::default();
+        r.add("a", Qos::AtMostOnce, 1);
+        r.add("a", Qos::ExactlyOnce, 2);
+        r.add("a", Qos::AtLeastOnce, 3);
+        r.add("b", Qos::AtLeastOnce, 4);
+        assert_eq!(
+            r.broker_filters(),
+            vec![
+                ("a".into(), Qos::ExactlyOnce),
+                ("b".into(), Qos::AtLeastOnce)
+            ]
+        );
+        let id = |r: &Registry<i32>, h| r.entries().find(|e| e.handler == h).unwrap().id;
+        let two = id(&r, 2);
+        assert_eq!(
+            r.remove(&[two]).0,
+            vec![Subscribe("a".into(), Qos::AtLeastOnce)]
+        );
+        let one = id(&r, 1);
+        assert_eq!(r.remove(&[one]).0, vec![]);
+        let three = id(&r, 3);
+        assert_eq!(r.remove(&[three]).0, vec![Unsubscribe("a".into())]);
+        assert_eq!(r.broker_filters(), vec![("b".into(), Qos::AtLeastOnce)]);
     }
 
     #[test]

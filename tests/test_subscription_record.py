@@ -1,0 +1,112 @@
+"""The one record of subscriptions against a real broker: registrations are atomic, broker
+commands follow registry changes in order, and the broker's QoS follows the subscribers."""
+
+from __future__ import annotations
+
+import threading
+import time
+
+import paho.mqtt.client as mqtt
+import pytest
+from corekit import settings_for, unique_base, wait_state, wait_until
+
+
+class SlowEq:
+    """A callback whose `==` is Python code that lets other threads run (as `__eq__` of a
+    plugin's own callable object may)."""
+
+    def __init__(self, name):
+        self.name = name
+        self.calls = []
+        self.lock = threading.Lock()
+
+    def __call__(self, topic, payload, *args, **kwargs):
+        with self.lock:
+            self.calls.append((topic, payload, kwargs.get("qos")))
+
+    def __eq__(self, other):
+        time.sleep(0.02)
+        return isinstance(other, SlowEq) and other.name == self.name
+
+    def __hash__(self):
+        return hash(self.name)
+
+
+def publish_from_outside(broker, topic, payload, qos=1):
+    client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2)
+    client.connect(broker.host, broker.port)
+    client.loop_start()
+    try:
+        client.publish(topic, payload, qos=qos).wait_for_publish(5)
+    finally:
+        client.disconnect()
+        client.loop_stop()
+
+
+@pytest.mark.timeout(60)
+def test_the_same_callback_registered_from_many_threads_at_once_is_called_once(
+    core_factory, session_broker
+):
+    base = unique_base()
+    core = core_factory(settings_for(session_broker, base))
+    wait_state(core, "connected")
+    # A first registration, so that every later one compares (slowly) against it.
+    core.subscribe(f"{base}a", SlowEq("first"))
+    same = [SlowEq("dup") for _ in range(8)]
+    threads = [threading.Thread(target=core.subscribe, args=(f"{base}a", cb)) for cb in same]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(30)
+    time.sleep(0.3)
+    publish_from_outside(session_broker, f"{base}a", b"once")
+    wait_until(lambda: any(cb.calls for cb in same), what="a delivery")
+    time.sleep(0.5)
+    assert sum(len(cb.calls) for cb in same) == 1, [len(cb.calls) for cb in same]
+
+
+@pytest.mark.timeout(60)
+def test_the_brokers_qos_follows_the_highest_remaining_subscriber(core_factory, session_broker):
+    base = unique_base()
+    core = core_factory(settings_for(session_broker, base))
+    wait_state(core, "connected")
+    high, low = SlowEq("high"), SlowEq("low")
+    core.subscribe(f"{base}q", high, qos=1)
+    core.subscribe(f"{base}q", low, qos=0)
+    time.sleep(0.3)
+    publish_from_outside(session_broker, f"{base}q", b"1")
+    wait_until(lambda: low.calls, what="the first delivery")
+    assert low.calls[-1][2] == 1  # delivered at the subscription's QoS 1
+    core.unsubscribe(high)
+    time.sleep(0.5)  # the broker took the new SUBSCRIBE
+    publish_from_outside(session_broker, f"{base}q", b"2")
+    wait_until(lambda: len(low.calls) == 2, what="the second delivery")
+    assert low.calls[-1][2] == 0, low.calls
+
+
+@pytest.mark.timeout(90)
+def test_subscribe_and_unsubscribe_racing_leave_the_broker_with_what_the_registry_says(
+    core_factory, session_broker
+):
+    base = unique_base()
+    core = core_factory(settings_for(session_broker, base))
+    wait_state(core, "connected")
+    topic = f"{base}r"
+
+    def churn(n):
+        cb = SlowEq(f"c{n}")
+        for _ in range(15):
+            core.subscribe(topic, cb)
+            core.unsubscribe(cb)
+
+    threads = [threading.Thread(target=churn, args=(n,)) for n in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(60)
+    time.sleep(0.5)
+    received = core.status()["received"]
+    publish_from_outside(session_broker, topic, b"nobody listens")
+    time.sleep(1)
+    # Unsubscribed at the broker, not just filtered here.
+    assert core.status()["received"] == received

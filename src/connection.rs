@@ -1024,7 +1024,7 @@ async fn next_event(session: &mut Option<Session>) -> Option<NetEvent> {
 fn status_message(st: &StatusTopic, text: &str) -> Message {
     Message {
         topic: st.topic.clone(),
-        payload: text.as_bytes().to_vec(),
+        payload: bytes::Bytes::copy_from_slice(text.as_bytes()),
         qos: Qos::AtLeastOnce,
         retain: st.retain,
         queue_offline: true,

@@ -26,7 +26,9 @@ impl TryFrom<i64> for Qos {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Message {
     pub topic: String,
-    pub payload: Vec<u8>,
+    /// Shared, not copied, with rumqttc when handed to it (which keeps QoS 1/2 ones until
+    /// acknowledged) and when put back in the queue.
+    pub payload: bytes::Bytes,
     pub qos: Qos,
     pub retain: bool,
     /// Keep it in the offline queue while disconnected, instead of refusing it.

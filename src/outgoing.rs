@@ -17,7 +17,7 @@ use crate::{events, payload, pystr, topic};
 fn own(cfg: &PublishConfig, topic: String, payload: Vec<u8>, retain: bool) -> Message {
     Message {
         topic,
-        payload,
+        payload: payload.into(),
         qos: Qos::AtMostOnce,
         retain,
         queue_offline: cfg.queue_events_offline,
@@ -212,7 +212,7 @@ pub fn helper(cfg: &PublishConfig, call: HelperCall<'_, '_>) -> Result<Message> 
     };
     Ok(Message {
         topic: topic.to_owned(),
-        payload,
+        payload: payload.into(),
         qos,
         retain,
         queue_offline,

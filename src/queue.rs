@@ -92,7 +92,7 @@ mod tests {
     fn msg(i: usize) -> Message {
         Message {
             topic: format!("t/{i}"),
-            payload: vec![i as u8],
+            payload: vec![i as u8].into(),
             qos: if i % 2 == 0 {
                 Qos::AtMostOnce
             } else {
@@ -135,7 +135,7 @@ mod tests {
     #[test]
     fn byte_bound_drops_oldest_but_keeps_the_newest() {
         let big = |i: u8, n: usize| Message {
-            payload: vec![i; n],
+            payload: vec![i; n].into(),
             ..msg(i as usize)
         };
         // Each costs its 3-byte topic and its payload.
@@ -143,7 +143,7 @@ mod tests {
         assert_eq!(q.push_back(big(1, 4)), 0);
         assert_eq!(q.push_back(big(2, 4)), 0);
         assert_eq!(q.push_back(big(3, 4)), 1);
-        assert_eq!(q.front().unwrap().payload, [2; 4]);
+        assert_eq!(q.front().unwrap().payload, [2u8; 4][..]);
         assert_eq!(q.push_back(big(4, 50)), 2);
         assert_eq!(q.len(), 1);
         assert_eq!(q.pop_front().unwrap().payload.len(), 50);
@@ -154,7 +154,7 @@ mod tests {
     fn topics_count_against_the_byte_bound() {
         let long = |i: u8| Message {
             topic: "t".repeat(6),
-            payload: vec![i],
+            payload: vec![i].into(),
             ..msg(i as usize)
         };
         let mut q = OfflineQueue::with_byte_capacity(100, 20);

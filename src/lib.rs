@@ -503,7 +503,7 @@ impl Core {
     }
 }
 
-/// The bytes `mqtt_publish` sends for a payload (compat.md section 4).
+/// The bytes `mqtt_publish` sends for a payload (docs/behaviour.md §4.4).
 fn helper_payload(payload: &Bound<'_, PyAny>, raw_data: bool) -> PyResult<Vec<u8>> {
     if let Ok(s) = payload.cast::<PyString>() {
         return Ok(pystr::text(s).as_bytes().to_vec());

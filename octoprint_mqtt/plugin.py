@@ -29,7 +29,7 @@ REPORTED_ERRORS_MAX = 100
 
 
 def settings_defaults():
-    """The settings tree of compat.md section 2, plus keys added since."""
+    """The settings tree of docs/behaviour.md §2, plus keys added since."""
     return {
         "broker": {
             "url": None,
@@ -335,7 +335,7 @@ class MqttPlugin(
     def on_printer_add_temperature(self, data):
         self._report(self._core.publish_temperatures, data)
 
-    # ~~ helpers for other plugins (compat.md section 4; exported in __init__.py)
+    # ~~ helpers for other plugins (docs/behaviour.md §4; exported in __init__.py)
 
     def mqtt_publish(
         self, topic, payload, retained=None, qos=0, allow_queueing=False, raw_data=False

@@ -1,6 +1,6 @@
 //! The plugin's settings tree (`plugins.mqtt`), parsed once per save and split into what
 //! needs a reconnect when it changes ([`ConnectionConfig`]) and what applies live
-//! ([`PublishConfig`]). Field names are the settings keys of compat.md section 2.
+//! ([`PublishConfig`]). Field names are the settings keys of docs/behaviour.md §2.
 
 use std::collections::hash_map::RandomState;
 use std::hash::{BuildHasher, Hasher};

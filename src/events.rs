@@ -1,4 +1,4 @@
-//! OctoPrint event classes (compat.md section 3), each switched by `publish.events.<class>`.
+//! OctoPrint event classes (docs/behaviour.md §3.3), each switched by `publish.events.<class>`.
 
 use serde::Deserialize;
 

@@ -219,7 +219,7 @@ pub fn helper(cfg: &PublishConfig, call: HelperCall<'_, '_>) -> Result<Message> 
     })
 }
 
-/// The bytes `mqtt_publish` sends for a payload: text as UTF-8, anything else as JSON; with
+/// The bytes `mqtt_publish` sends for a payload (docs/behaviour.md §4.4): text as UTF-8, anything else as JSON; with
 /// `raw_data`, bytes as they are, numbers as their text and None as nothing.
 fn helper_payload(payload: &Bound<'_, PyAny>, raw_data: bool) -> Result<Vec<u8>> {
     if let Ok(s) = payload.cast::<PyString>() {

@@ -1,9 +1,9 @@
 //! JSON encoding of Python values, written straight from the Python objects.
 //!
-//! What consumers rely on (compat.md section 3): keys in the dict's insertion order, non-string
-//! keys stringified as Python's `json` module does, values JSON cannot carry written as their
-//! `str()`, NaN and infinities as `null`, integers of any size exact (beyond 4300 digits as a
-//! string of their digits), UTF-8 text.
+//! What consumers rely on (docs/behaviour.md §3.11): keys in the dict's insertion order,
+//! non-string keys stringified as Python's `json` module does, values JSON cannot carry written
+//! as their `str()`, NaN and infinities as `null`, integers of any size exact (beyond 4300
+//! digits as a string of their digits), UTF-8 text.
 
 use std::borrow::Cow;
 use std::io::Write as _;

@@ -160,7 +160,7 @@ impl Drop for Session {
 pub fn start(cfg: &ConnectionConfig) -> Result<Session> {
     let (tx, events) = mpsc::channel(1024);
     let mut net = rumqttc::NetworkOptions::new();
-    net.set_tcp_nodelay(true); // see spec/measured.md: Nagle adds ~20 ms at p99
+    net.set_tcp_nodelay(true); // docs/behaviour.md §7.1: Nagle adds ~20 ms at p99
     net.set_connection_timeout(CONNECT_TIMEOUT_SECS);
     let tls_config = match &cfg.tls {
         Some(t) => Some(rumqttc::TlsConfiguration::Rustls(tls::client_config(t)?)),

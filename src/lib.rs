@@ -4,10 +4,11 @@
 #[macro_use]
 mod logging;
 mod config;
-mod connection;
 mod dispatch;
 mod error;
 mod events;
+mod failure;
+mod link;
 mod message;
 mod outgoing;
 mod payload;
@@ -15,7 +16,7 @@ mod probe;
 mod pystr;
 mod queue;
 mod registry;
-mod session;
+mod runner;
 mod status;
 mod subscriptions;
 mod temperature;
@@ -30,10 +31,10 @@ use pyo3::prelude::*;
 use pyo3::types::{PyBytes, PyDict, PyString, PyTuple};
 
 use crate::config::{PublishConfig, Settings};
-use crate::connection::{Command, Handle, DISPATCH_CAPACITY};
 use crate::dispatch::{Handler, SharedRegistry};
 use crate::error::Error;
 use crate::message::{Message, Qos};
+use crate::runner::{Command, Handle, DISPATCH_CAPACITY};
 
 impl From<Error> for PyErr {
     /// Every Python exception the core raises is made here.

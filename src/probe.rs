@@ -4,7 +4,7 @@
 use std::time::{Duration, Instant};
 
 use crate::config::{generate_client_id, Protocol, Settings};
-use crate::session::{self, NetEvent};
+use crate::link::{self, NetEvent};
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Outcome {
@@ -76,7 +76,7 @@ async fn attempt(
     address: &str,
     timeout: Duration,
 ) -> Result<(), String> {
-    let mut session = session::start(conn).map_err(|e| e.to_string())?;
+    let mut session = link::start(conn).map_err(|e| e.to_string())?;
     let answer = tokio::time::timeout(timeout, async {
         loop {
             match session.events.recv().await {

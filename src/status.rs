@@ -73,10 +73,10 @@ pub struct Shared {
     /// first settings and while a broker is configured, false when idle or stopped.
     pub keeps_offline: AtomicBool,
     pub counters: Counters,
-    /// Bytes of the messages waiting in the command channel (see `connection.rs`).
+    /// Bytes of the messages waiting in the command channel (see `runner.rs`).
     pub commands_bytes: AtomicUsize,
     /// The largest packet the broker takes: what its CONNACK announced (MQTT 5) or what its
-    /// dropping the connection taught (see `connection.rs`); `usize::MAX` while unknown.
+    /// dropping the connection taught (see `runner.rs`); `usize::MAX` while unknown.
     max_packet: AtomicUsize,
     /// Messages refused for their size, by topic, already logged.
     told: Mutex<HashSet<String>>,

@@ -8,10 +8,10 @@ use std::sync::{Condvar, Mutex};
 
 use pyo3::prelude::*;
 
-use crate::connection::Command;
 use crate::dispatch::{Handler, SharedRegistry};
 use crate::message::Qos;
 use crate::registry::{BrokerChange, Registry};
+use crate::runner::Command;
 
 pub struct Subscriptions {
     registry: SharedRegistry,

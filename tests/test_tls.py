@@ -4,7 +4,7 @@ Each broker has its plain listener (for a subscriber that watches what the core 
 and one TLS listener with the server certificate under test. The certificates come from
 tls_certs.py, made once per session. A good setup must connect and get a message through; a
 bad one must name what is wrong: handshake failures put the core in "backing_off" with a
-reason from session.rs, unusable TLS files leave it "idle" with an ERROR naming the setting.
+reason from failure.rs, unusable TLS files leave it "idle" with an ERROR naming the setting.
 """
 
 from __future__ import annotations

@@ -13,9 +13,10 @@ use tokio::time::{timeout_at, Instant};
 
 use crate::config::{ConnectionConfig, Protocol, StatusTopic};
 use crate::dispatch::{Inbox, SharedRegistry};
+use crate::failure::Loss;
+use crate::link::{self, NetEvent, Session};
 use crate::message::{Incoming, Message, Qos};
 use crate::queue::OfflineQueue;
-use crate::session::{self, Loss, NetEvent, Session};
 use crate::status::{Shared, State};
 
 /// Commands waiting for the core's thread. Far more than a burst of events: when it is full
@@ -901,7 +902,7 @@ impl Runner {
                 None => String::new(),
             }
         );
-        match session::start(conn) {
+        match link::start(conn) {
             Ok(s) => {
                 self.session = Some(s);
                 self.shared.set(State::Connecting, Some(address), None);

@@ -31,11 +31,12 @@ pub enum Check {
     /// A host name or IP address: text without scheme and spaces, or nothing.
     Host,
     /// `publish.baseTopic`: joined in front of every topic, so it may be empty.
-    BaseTopic,
+    BaseTopic { max_bytes: usize },
     /// A sub-topic template under the base topic, rendered with a sample value.
     Template {
         placeholder: Option<&'static str>,
         sample: &'static str,
+        max_bytes: usize,
     },
 }
 
@@ -72,6 +73,7 @@ const fn template(
         check: Check::Template {
             placeholder,
             sample,
+            max_bytes: topic::MAX_TOPIC_BYTES,
         },
     }
 }
@@ -93,7 +95,9 @@ pub const RULES: &[Rule] = &[
     },
     Rule {
         path: ["publish", "baseTopic"],
-        check: Check::BaseTopic,
+        check: Check::BaseTopic {
+            max_bytes: topic::MAX_TOPIC_BYTES,
+        },
     },
     template("eventTopic", Some("event"), "Startup"),
     template("progressTopic", Some("progress"), "printing"),
@@ -163,7 +167,7 @@ fn check_value(check: &Check, v: &Value) -> Option<String> {
             Value::String(_) => None,
             _ => Some("enter the host name or IP address as text".into()),
         },
-        Check::BaseTopic | Check::Template { .. } => None,
+        Check::BaseTopic { .. } | Check::Template { .. } => None,
     }
 }
 
@@ -189,6 +193,7 @@ pub fn problems(changes: &Value, merged: &Value) -> Vec<(Vec<String>, String)> {
         let Check::Template {
             placeholder,
             sample,
+            ..
         } = rule.check
         else {
             continue;

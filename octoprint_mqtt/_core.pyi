@@ -74,14 +74,30 @@ def validate_topic(topic: str) -> None:
 
 def test_connection(settings: Mapping[str, Any], timeout: float = 5.0) -> dict[str, Any]:
     """One connection attempt with a settings tree, on a throwaway client (no last will, its
-    own client id), waiting at most ``timeout`` s without the GIL. Returns ``ok``, ``reason``,
-    ``broker``, ``protocol`` and ``elapsed`` (seconds). ValueError for unparsable settings."""
+    own client id), waiting at most ``timeout`` s without the GIL. The settings are read as
+    ``Core.configure`` reads them: a value it would replace by its default is replaced, and
+    named in ``warnings``. Returns ``ok``, ``reason``, ``broker``, ``protocol``, ``elapsed``
+    (seconds) and ``warnings``. ValueError when ``settings`` is no settings tree at all."""
+
+def default_settings() -> dict[str, Any]:
+    """The whole ``plugins.mqtt`` settings tree with its defaults (a fresh copy per call)."""
+
+def setting_rules() -> list[dict[str, Any]]:
+    """The field rules as data: ``path`` ([section, key]) and ``kind`` (``whole`` with
+    ``min``/``max``, ``number`` with ``min``, ``host``, ``base_topic``, ``template`` with
+    ``placeholder``/``sample``), plus ``unit`` for numbers."""
+
+def settings_problems(
+    changes: Mapping[str, Any], merged: Mapping[str, Any]
+) -> dict[tuple[str, ...], str]:
+    """``{(section, key): reason}`` for each value in ``changes`` the field rules refuse,
+    topics judged with the base topic of ``changes`` or else of ``merged``."""
 
 def same_broker(saved: Mapping[str, Any], candidate: Mapping[str, Any]) -> bool:
     """Whether the settings tree ``candidate`` reaches the same endpoint the same way as
     ``saved``: host, port, user name, TLS on/off with its files, ciphers and host-name check,
-    transport and WebSocket path, as the connection reads them. False when ``candidate``
-    cannot be parsed or either has no broker."""
+    transport and WebSocket path, as the connection (and the test) reads them. False when
+    either is no settings tree or has no broker."""
 
 def encode_json(value: Any) -> bytes:
     """Any Python value as the JSON text the plugin publishes."""

@@ -106,7 +106,13 @@ def test_connection(stored, lock, data):
         try:
             result = core_test_connection(settings, TEST_TIMEOUT)
         except ValueError as exc:
-            result = {"ok": False, "reason": str(exc), "broker": None, "elapsed": 0.0}
+            result = {
+                "ok": False,
+                "reason": str(exc),
+                "broker": None,
+                "elapsed": 0.0,
+                "warnings": [],
+            }
     finally:
         lock.release()
     _logger.info(
@@ -114,4 +120,6 @@ def test_connection(stored, lock, data):
         f" to {result['broker']}" if result.get("broker") else "",
         result["reason"],
     )
+    for warning in result["warnings"]:
+        _logger.info("Connection test: %s", warning)
     return flask.jsonify(result)

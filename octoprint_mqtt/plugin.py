@@ -15,7 +15,7 @@ from octoprint.util import RepeatedTimer
 from . import api, validation
 
 # The only import of the native module.
-from ._core import Core, validate_topic
+from ._core import Core, default_settings, setting_rules, validate_topic
 from .status_push import StatusPusher
 
 PROGRESS_INTERVAL = 5.0
@@ -29,60 +29,9 @@ REPORTED_ERRORS_MAX = 100
 
 
 def settings_defaults():
-    """The settings tree of docs/behaviour.md §2, plus keys added since."""
-    return {
-        "broker": {
-            "url": None,
-            "port": 1883,
-            "username": None,
-            "password": None,
-            "keepalive": 60,
-            # Listed so that the settings dialog has a field for each.
-            "tls": {"ca_certs": None, "certfile": None, "keyfile": None, "ciphers": None},
-            "tls_active": False,
-            "tls_insecure": False,
-            "protocol": "MQTTv311",
-            "retain": True,
-            "lwRetain": True,
-            "clean_session": True,
-            # Added: "tcp" or "websockets", and the WebSocket endpoint's path.
-            "transport": "tcp",
-            "ws_path": "/mqtt",
-        },
-        "client": {"client_id": None},
-        "publish": {
-            "baseTopic": "octoprint/",
-            "eventTopic": "event/{event}",
-            "eventActive": True,
-            "events": {
-                "server": True,
-                "comm": True,
-                "files": True,
-                "printjob": True,
-                "gcode": True,
-                "position": True,
-                "timelapse": True,
-                "slicing": True,
-                "settings": True,
-                "unclassified": True,
-            },
-            "printerData": False,
-            "progressTopic": "progress/{progress}",
-            "progressActive": True,
-            "temperatureTopic": "temperature/{temp}",
-            "temperatureActive": True,
-            "temperatureThreshold": 0.1,
-            "metadataTopic": "metadata/{key}",
-            "metadataActive": False,
-            "metadataKeys": "",
-            "lwTopic": "mqtt",
-            "lwActive": True,
-            # Added: keep events while the broker is unreachable, up to this many messages.
-            "queueWhileOffline": True,
-            "offlineQueueSize": 10000,
-        },
-        "timestamp_fieldname": "_timestamp",
-    }
+    """The settings tree of docs/behaviour.md §2, plus keys added since: the core's, which
+    reads them (a fresh copy on each call)."""
+    return default_settings()
 
 
 def progress_percent(progress):
@@ -120,7 +69,7 @@ class MqttPlugin(
         self._progress_lock = threading.Lock()
         self._progress_timer = None
         self._last_progress = None
-        self._timestamp_field = "_timestamp"
+        self._timestamp_field = self._core.timestamp_field
         self._status_pusher = None
         self._test_lock = threading.Lock()
 
@@ -388,6 +337,10 @@ class MqttPlugin(
         }
 
     # ~~ UI: settings page, navbar indicator, status and connection test (api.py)
+
+    def get_template_vars(self):
+        # The page checks fields with the core's rules (see validation.py for the server side).
+        return {"rules": setting_rules()}
 
     def get_template_configs(self):
         return [

@@ -5,12 +5,12 @@
 use std::collections::hash_map::RandomState;
 use std::hash::{BuildHasher, Hasher};
 
-use serde::{Deserialize, Deserializer};
+use serde::{Deserialize, Deserializer, Serialize};
 
 use crate::events::EventToggles;
-use crate::topic;
+use crate::{rules, topic};
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(default)]
 pub struct Settings {
     pub broker: Broker,
@@ -31,12 +31,12 @@ impl Default for Settings {
     }
 }
 
-#[derive(Clone, Deserialize)]
+#[derive(Clone, Deserialize, Serialize)]
 #[serde(default)]
 pub struct Broker {
     #[serde(deserialize_with = "host_name")]
     pub url: Option<String>,
-    #[serde(deserialize_with = "lenient_u16")]
+    #[serde(deserialize_with = "port_number")]
     pub port: u16,
     #[serde(deserialize_with = "optional_string")]
     pub username: Option<String>,
@@ -99,7 +99,7 @@ impl std::fmt::Debug for Broker {
     }
 }
 
-#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize, Serialize)]
 #[serde(default)]
 pub struct Tls {
     #[serde(deserialize_with = "optional_string")]
@@ -112,14 +112,14 @@ pub struct Tls {
     pub ciphers: Option<String>,
 }
 
-#[derive(Debug, Clone, Default, Deserialize)]
+#[derive(Debug, Clone, Default, Deserialize, Serialize)]
 #[serde(default)]
 pub struct Client {
     #[serde(deserialize_with = "optional_string")]
     pub client_id: Option<String>,
 }
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(default)]
 pub struct Publish {
     #[serde(rename = "baseTopic", deserialize_with = "lenient_string")]
@@ -129,6 +129,10 @@ pub struct Publish {
     #[serde(rename = "eventActive", deserialize_with = "lenient_bool")]
     pub event_active: bool,
     pub events: EventToggles,
+    /// Read by the Python side only (OctoPrint's printer data in progress messages); here so
+    /// that the defaults tree has it.
+    #[serde(rename = "printerData", deserialize_with = "lenient_bool")]
+    pub printer_data: bool,
     #[serde(rename = "progressTopic", deserialize_with = "lenient_string")]
     pub progress_topic: String,
     #[serde(rename = "progressActive", deserialize_with = "lenient_bool")]
@@ -152,7 +156,7 @@ pub struct Publish {
     /// Keep the plugin's own events in the offline queue while disconnected.
     #[serde(rename = "queueWhileOffline", deserialize_with = "lenient_bool")]
     pub queue_while_offline: bool,
-    #[serde(rename = "offlineQueueSize", deserialize_with = "lenient_usize")]
+    #[serde(rename = "offlineQueueSize", deserialize_with = "queue_size")]
     pub offline_queue_size: usize,
 }
 
@@ -163,6 +167,7 @@ impl Default for Publish {
             event_topic: "event/{event}".into(),
             event_active: true,
             events: EventToggles::default(),
+            printer_data: false,
             progress_topic: "progress/{progress}".into(),
             progress_active: true,
             temperature_topic: "temperature/{temp}".into(),
@@ -180,6 +185,12 @@ impl Default for Publish {
 }
 
 pub const DEFAULT_QUEUE_SIZE: usize = 10_000;
+
+/// The whole settings tree with its defaults, as OctoPrint's `get_settings_defaults` returns
+/// it: the structs above are the one place the defaults are written.
+pub fn default_tree() -> serde_json::Value {
+    serde_json::to_value(Settings::default()).unwrap_or_default()
+}
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Protocol {
@@ -551,10 +562,22 @@ fn lenient_u16<'de, D: Deserializer<'de>>(d: D) -> Result<u16, D::Error> {
     })
 }
 
-fn lenient_usize<'de, D: Deserializer<'de>>(d: D) -> Result<usize, D::Error> {
+/// A whole number within `range` (one of the field rules of rules.rs).
+fn in_range<'de, D: Deserializer<'de>>(d: D, (min, max): (i64, i64)) -> Result<i64, D::Error> {
     let v = loose_int(d)?;
-    v.and_then(|v| usize::try_from(v).ok())
-        .ok_or_else(|| serde::de::Error::custom("expected a positive number"))
+    v.filter(|v| (min..=max).contains(v)).ok_or_else(|| {
+        serde::de::Error::custom(format!(
+            "expected a whole number from {min} to {max}, got {v:?}"
+        ))
+    })
+}
+
+fn port_number<'de, D: Deserializer<'de>>(d: D) -> Result<u16, D::Error> {
+    in_range(d, rules::PORT).map(|v| v as u16)
+}
+
+fn queue_size<'de, D: Deserializer<'de>>(d: D) -> Result<usize, D::Error> {
+    in_range(d, rules::QUEUE_SIZE).map(|v| v as usize)
 }
 
 fn lenient_f64<'de, D: Deserializer<'de>>(d: D) -> Result<f64, D::Error> {
@@ -564,7 +587,9 @@ fn lenient_f64<'de, D: Deserializer<'de>>(d: D) -> Result<f64, D::Error> {
         Loose::Str(s) => s
             .trim()
             .parse()
-            .map_err(|_| serde::de::Error::custom(format!("expected a number, got {s:?}"))),
+            .ok()
+            .filter(|f: &f64| f.is_finite())
+            .ok_or_else(|| serde::de::Error::custom(format!("expected a number, got {s:?}"))),
         _ => Err(serde::de::Error::custom("expected a number")),
     }
 }
@@ -711,6 +736,31 @@ mod tests {
     #[test]
     fn bad_port_is_an_error() {
         assert!(serde_json::from_str::<Settings>(r#"{"broker": {"port": 70000}}"#).is_err());
+        // What a listener means by "any port": no broker is there.
+        let (s, w) = parse_lenient(serde_json::json!({"broker": {"port": 0}}));
+        assert_eq!(s.broker.port, 1883);
+        assert!(
+            w[0].starts_with("plugins.mqtt.broker.port: expected a whole number from 1 to 65535"),
+            "{w:?}"
+        );
+        let (s, w) =
+            parse_lenient(serde_json::json!({"publish": {"offlineQueueSize": 10_000_001}}));
+        assert_eq!(
+            (s.publish.offline_queue_size, w.len()),
+            (DEFAULT_QUEUE_SIZE, 1)
+        );
+    }
+
+    #[test]
+    fn the_defaults_tree_reads_back_as_the_defaults_without_a_word() {
+        let tree = default_tree();
+        assert_eq!(tree["broker"]["port"], 1883);
+        assert_eq!(tree["broker"]["tls"]["ca_certs"], serde_json::Value::Null);
+        assert_eq!(tree["publish"]["printerData"], false);
+        assert_eq!(tree["publish"]["events"]["unclassified"], true);
+        let (s, w) = parse_lenient(tree.clone());
+        assert!(w.is_empty(), "{w:?}");
+        assert_eq!(serde_json::to_value(s).unwrap(), tree);
     }
 
     #[test]

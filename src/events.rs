@@ -1,6 +1,6 @@
 //! OctoPrint event classes (docs/behaviour.md §3.3), each switched by `publish.events.<class>`.
 
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum EventClass {
@@ -65,7 +65,7 @@ pub fn retain_follows_broker(event: &str) -> bool {
 }
 
 /// `publish.events`: one switch per class, all on by default.
-#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize)]
 #[serde(default)]
 pub struct EventToggles {
     pub server: bool,

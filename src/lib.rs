@@ -16,6 +16,7 @@ mod probe;
 mod pystr;
 mod queue;
 mod registry;
+mod rules;
 mod runner;
 mod status;
 mod subscriptions;
@@ -361,8 +362,11 @@ fn test_connection<'py>(
     settings: &Bound<'py, PyAny>,
     timeout: f64,
 ) -> PyResult<Bound<'py, PyDict>> {
-    let settings: Settings =
+    // Read as `configure` reads it: a value the live connection would replace by its default
+    // is replaced here too, and named in `warnings`, rather than failing the whole test.
+    let tree: serde_json::Value =
         pythonize::depythonize(settings).map_err(|e| Error::Config(e.to_string()))?;
+    let (settings, warnings) = config::parse_lenient(tree);
     let timeout = Duration::from_secs_f64(timeout.clamp(0.1, 30.0));
     let out = py.detach(|| probe::test_connection(&settings, timeout));
     let d = PyDict::new(py);
@@ -371,28 +375,59 @@ fn test_connection<'py>(
     d.set_item("broker", out.broker)?;
     d.set_item("protocol", out.protocol)?;
     d.set_item("elapsed", out.elapsed.as_secs_f64())?;
+    d.set_item("warnings", warnings)?;
     Ok(d)
 }
 
 /// Whether the settings tree `candidate` connects to the same broker endpoint, the same way,
 /// as `saved` (the settings in force): host, port, user name, TLS with its files and checks,
 /// transport and WebSocket path. Judged on the values as the connection reads them, so
-/// that no spelling of a setting can differ without counting as a change. A candidate the
-/// connection test could not use (it parses the same way) is never the same.
+/// that no spelling of a setting can differ without counting as a change: both are parsed
+/// the way the connection test parses them.
 #[pyfunction]
 fn same_broker(saved: &Bound<'_, PyAny>, candidate: &Bound<'_, PyAny>) -> bool {
-    let Ok(tree) = pythonize::depythonize::<serde_json::Value>(saved) else {
+    let lenient = |tree: &Bound<'_, PyAny>| {
+        pythonize::depythonize::<serde_json::Value>(tree)
+            .ok()
+            .map(|tree| config::parse_lenient(tree).0)
+    };
+    let (Some(saved), Some(candidate)) = (lenient(saved), lenient(candidate)) else {
         return false;
     };
-    let (saved, _) = config::parse_lenient(tree);
-    let Ok(mut candidate) = pythonize::depythonize::<Settings>(candidate) else {
-        return false;
-    };
-    candidate.sanitize();
     match (saved.connection(""), candidate.connection("")) {
         (Some(a), Some(b)) => a.same_endpoint(&b),
         _ => false,
     }
+}
+
+/// The whole `plugins.mqtt` settings tree with its defaults: what the plugin gives OctoPrint.
+#[pyfunction]
+fn default_settings(py: Python<'_>) -> PyResult<Bound<'_, PyAny>> {
+    Ok(pythonize::pythonize(py, &config::default_tree())?)
+}
+
+/// The field rules as data, `[{path, kind, ...}]`: the settings page checks with them.
+#[pyfunction]
+fn setting_rules(py: Python<'_>) -> PyResult<Bound<'_, PyAny>> {
+    Ok(pythonize::pythonize(py, &rules::page_rules())?)
+}
+
+/// `{(section, key): reason}` for each value of `changes` (a partial settings tree, as a save
+/// sends it) the field rules refuse, judged with `merged` (the settings in force).
+#[pyfunction]
+fn settings_problems<'py>(
+    py: Python<'py>,
+    changes: &Bound<'py, PyAny>,
+    merged: &Bound<'py, PyAny>,
+) -> PyResult<Bound<'py, PyDict>> {
+    let tree = |v: &Bound<'py, PyAny>| {
+        pythonize::depythonize::<serde_json::Value>(v).map_err(|e| Error::Config(e.to_string()))
+    };
+    let found = PyDict::new(py);
+    for (path, reason) in rules::problems(&tree(changes)?, &tree(merged)?) {
+        found.set_item(PyTuple::new(py, path)?, reason)?;
+    }
+    Ok(found)
 }
 
 /// Any Python value as the JSON text the plugin publishes.
@@ -432,6 +467,9 @@ fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(validate_topic, m)?)?;
     m.add_function(wrap_pyfunction!(test_connection, m)?)?;
     m.add_function(wrap_pyfunction!(same_broker, m)?)?;
+    m.add_function(wrap_pyfunction!(default_settings, m)?)?;
+    m.add_function(wrap_pyfunction!(setting_rules, m)?)?;
+    m.add_function(wrap_pyfunction!(settings_problems, m)?)?;
     m.add("__version__", env!("CARGO_PKG_VERSION"))?;
     Ok(())
 }

@@ -4,7 +4,7 @@
 use crate::error::{Error, Result};
 
 /// The longest topic MQTT can encode: its length is a 16-bit prefix.
-const MAX_TOPIC_BYTES: usize = 65_535;
+pub const MAX_TOPIC_BYTES: usize = 65_535;
 
 /// Why a Python str with a lone surrogate (`"a/\ud800"`) cannot be a topic or filter.
 pub const LONE_SURROGATE: &str = "it contains a lone surrogate, which UTF-8 cannot encode";

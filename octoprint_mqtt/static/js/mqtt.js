@@ -3,8 +3,8 @@
  *
  * The status arrives over OctoPrint's socket (plugin messages the server pushes when it
  * changes); it is fetched over the API only when the page loads or the user logs in, so
- * there is no polling. Field checks mirror octoprint_mqtt/validation.py, which guards what
- * is saved.
+ * there is no polling. Fields are checked with the core's rules (src/rules.rs), which the
+ * settings template hands over as data; the server refuses what they refuse on save.
  */
 $(function () {
     // Built on first use: gettext exists only once OctoPrint's UI has loaded.
@@ -33,20 +33,22 @@ $(function () {
         return value === undefined || value === null ? "" : String(value);
     }
 
-    function wholeNumberError(value, low, high) {
-        var t = text(value).trim();
-        if (!/^\d+$/.test(t) || Number(t) < low || Number(t) > high) {
-            return _.sprintf(gettext("a whole number from %(low)s to %(high)s"), {
-                low: low,
-                high: high
-            });
-        }
-        return "";
+    // The rules of src/rules.rs, as the settings template embeds them.
+    function settingRules() {
+        var node = document.getElementById("mqtt_setting_rules");
+        return node ? JSON.parse(node.textContent) : [];
     }
 
-    function topicError(base, template, checkEmpty) {
-        var full = text(base) + text(template);
-        if (/[+#]/.test(text(template))) {
+    function utf8Length(t) {
+        return new TextEncoder().encode(t).length;
+    }
+
+    // The settings parse reads these (Rust's i64 and f64 parse of the trimmed text).
+    var WHOLE = /^[+-]?\d+$/;
+    var NUMBER = /^[+-]?(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?$/;
+
+    function topicError(full, part, checkEmpty, maxBytes) {
+        if (/[+#]/.test(part)) {
             return gettext("topics cannot contain the wildcards + or #");
         }
         if (full.indexOf("\u0000") >= 0) {
@@ -54,6 +56,45 @@ $(function () {
         }
         if (checkEmpty && !full.length) {
             return gettext("the topic would be empty");
+        }
+        if (utf8Length(full) > maxBytes) {
+            return _.sprintf(gettext("the topic would be longer than %(max)s bytes"), {
+                max: maxBytes
+            });
+        }
+        return "";
+    }
+
+    // The reason `value` breaks `rule` ("" when it does not); `base` is the base topic.
+    function ruleError(rule, value, base) {
+        var t = text(value).trim();
+        switch (rule.kind) {
+            case "whole":
+                return WHOLE.test(t) && Number(t) >= rule.min && Number(t) <= rule.max
+                    ? ""
+                    : _.sprintf(gettext("a whole number from %(low)s to %(high)s"), {
+                          low: rule.min,
+                          high: rule.max
+                      });
+            case "number":
+                return NUMBER.test(t) && isFinite(Number(t)) && Number(t) >= rule.min
+                    ? ""
+                    : rule.unit === "degrees"
+                      ? gettext("a number of degrees, 0 or more")
+                      : _.sprintf(gettext("a number, %(low)s or more"), {low: rule.min});
+            case "host":
+                if (value === undefined || value === null) return "";
+                return typeof value !== "string" || t.indexOf("://") >= 0 || /\s/.test(t)
+                    ? gettext("only the host name or IP address (no mqtt://, no port)")
+                    : "";
+            case "base_topic":
+                return topicError(text(value), text(value), false, rule.max_bytes);
+            case "template":
+                var part = text(value);
+                var rendered = rule.placeholder
+                    ? part.split("{" + rule.placeholder + "}").join(rule.sample)
+                    : part;
+                return topicError(text(base) + rendered, part, true, rule.max_bytes);
         }
         return "";
     }
@@ -183,60 +224,25 @@ $(function () {
             });
         }
 
-        // Checked fields: [path under plugins.mqtt, error computed].
-        self.errors = {
-            port: field(function (b) {
-                return wholeNumberError(b.port(), 1, 65535);
-            }),
-            keepalive: field(function (b) {
-                return wholeNumberError(b.keepalive(), 0, 65535);
-            }),
-            url: field(function (b) {
-                var url = text(b.url()).trim();
-                return url.indexOf("://") >= 0 || /\s/.test(url)
-                    ? gettext("only the host name or IP address (no mqtt://, no port)")
-                    : "";
-            }),
-            offlineQueueSize: field(function (b, p) {
-                return wholeNumberError(p.offlineQueueSize(), 0, 10000000);
-            }),
-            temperatureThreshold: field(function (b, p) {
-                var t = text(p.temperatureThreshold()).trim();
-                return t === "" || isNaN(Number(t)) || Number(t) < 0
-                    ? gettext("a number of degrees, 0 or more")
-                    : "";
-            }),
-            baseTopic: field(function (b, p) {
-                return topicError("", p.baseTopic(), false);
-            }),
-            eventTopic: field(function (b, p) {
-                return topicError(p.baseTopic(), p.eventTopic(), true);
-            }),
-            progressTopic: field(function (b, p) {
-                return topicError(p.baseTopic(), p.progressTopic(), true);
-            }),
-            temperatureTopic: field(function (b, p) {
-                return topicError(p.baseTopic(), p.temperatureTopic(), true);
-            }),
-            metadataTopic: field(function (b, p) {
-                return topicError(p.baseTopic(), p.metadataTopic(), true);
-            }),
-            lwTopic: field(function (b, p) {
-                return topicError(p.baseTopic(), p.lwTopic(), true);
-            })
-        };
-        var PATHS = {
-            port: ["broker", "port"],
-            keepalive: ["broker", "keepalive"],
-            url: ["broker", "url"],
-            offlineQueueSize: ["publish", "offlineQueueSize"],
-            temperatureThreshold: ["publish", "temperatureThreshold"],
-            baseTopic: ["publish", "baseTopic"],
-            eventTopic: ["publish", "eventTopic"],
-            progressTopic: ["publish", "progressTopic"],
-            temperatureTopic: ["publish", "temperatureTopic"],
-            metadataTopic: ["publish", "metadataTopic"],
-            lwTopic: ["publish", "lwTopic"]
+        // One error computed per rule, named by the rule's key (the template's `check=`).
+        var RULES = settingRules();
+        var PATHS = {};
+        self.errors = {};
+        _.each(RULES, function (rule) {
+            var name = rule.path[1];
+            PATHS[name] = rule.path;
+            self.errors[name] = ko.pureComputed(function () {
+                var cfg = self.cfg();
+                if (!cfg) return "";
+                return ruleError(rule, cfg[rule.path[0]][name](), cfg.publish.baseTopic());
+            });
+        });
+        // For tests: the page's verdict on `value` for the field at `path`.
+        self.checkValue = function (path, value, base) {
+            var rule = _.find(RULES, function (r) {
+                return _.isEqual(r.path, path);
+            });
+            return rule ? ruleError(rule, value, base === undefined ? "" : base) : null;
         };
 
         self.loadSettings = function () {
@@ -305,7 +311,9 @@ $(function () {
             if (!r) return "";
             var elapsed = r.elapsed ? " (" + Math.round(r.elapsed * 1000) + " ms)" : "";
             var reason = r.ok ? r.reason.charAt(0).toUpperCase() + r.reason.slice(1) : r.reason;
-            return (r.ok ? "" : gettext("Failed: ")) + reason + elapsed;
+            // Stored values the connection replaces by their defaults, as the test did.
+            var notes = r.warnings && r.warnings.length ? "; " + r.warnings.join("; ") : "";
+            return (r.ok ? "" : gettext("Failed: ")) + reason + elapsed + notes;
         });
     }
 

@@ -1,0 +1,293 @@
+//! The field rules of the settings page, in one place: the server refuses to save a value
+//! they reject (`validation.py` asks [`problems`]), the page checks the same table as the
+//! user types (exported as data by [`page_rules`]), and the settings parse reads the same
+//! ranges ([`PORT`], [`QUEUE_SIZE`]) so that a value refused on save is also one the
+//! connection would not use.
+
+use serde::Serialize;
+use serde_json::Value;
+
+use crate::topic;
+
+/// `broker.port`: port 0 is "any port" to a listener, never one a client can reach.
+pub const PORT: (i64, i64) = (1, 65_535);
+/// `broker.keepalive` in seconds; 0 turns the pings off.
+pub const KEEPALIVE: (i64, i64) = (0, 65_535);
+/// `publish.offlineQueueSize`: beyond this the byte bound (64 MiB) decides anyway.
+pub const QUEUE_SIZE: (i64, i64) = (0, 10_000_000);
+
+#[derive(Debug, Clone, Copy, Serialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum Check {
+    /// A whole number in a range: a JSON integer, a float without fraction, or text holding
+    /// one (what the settings parse reads).
+    Whole {
+        min: i64,
+        max: i64,
+        unit: &'static str,
+    },
+    /// A finite number, at least `min`.
+    Number { min: f64, unit: &'static str },
+    /// A host name or IP address: text without scheme and spaces, or nothing.
+    Host,
+    /// `publish.baseTopic`: joined in front of every topic, so it may be empty.
+    BaseTopic { max_bytes: usize },
+    /// A sub-topic template under the base topic, rendered with a sample value.
+    Template {
+        placeholder: Option<&'static str>,
+        sample: &'static str,
+        max_bytes: usize,
+    },
+}
+
+#[derive(Debug, Clone, Copy, Serialize)]
+pub struct Rule {
+    pub path: [&'static str; 2],
+    #[serde(flatten)]
+    pub check: Check,
+}
+
+const fn whole(
+    section: &'static str,
+    key: &'static str,
+    r: (i64, i64),
+    unit: &'static str,
+) -> Rule {
+    Rule {
+        path: [section, key],
+        check: Check::Whole {
+            min: r.0,
+            max: r.1,
+            unit,
+        },
+    }
+}
+
+const fn template(
+    key: &'static str,
+    placeholder: Option<&'static str>,
+    sample: &'static str,
+) -> Rule {
+    Rule {
+        path: ["publish", key],
+        check: Check::Template {
+            placeholder,
+            sample,
+            max_bytes: topic::MAX_TOPIC_BYTES,
+        },
+    }
+}
+
+pub const RULES: &[Rule] = &[
+    Rule {
+        path: ["broker", "url"],
+        check: Check::Host,
+    },
+    whole("broker", "port", PORT, ""),
+    whole("broker", "keepalive", KEEPALIVE, "seconds"),
+    whole("publish", "offlineQueueSize", QUEUE_SIZE, ""),
+    Rule {
+        path: ["publish", "temperatureThreshold"],
+        check: Check::Number {
+            min: 0.0,
+            unit: "degrees",
+        },
+    },
+    Rule {
+        path: ["publish", "baseTopic"],
+        check: Check::BaseTopic {
+            max_bytes: topic::MAX_TOPIC_BYTES,
+        },
+    },
+    template("eventTopic", Some("event"), "Startup"),
+    template("progressTopic", Some("progress"), "printing"),
+    template("temperatureTopic", Some("temp"), "tool0"),
+    template("metadataTopic", Some("key"), "name"),
+    template("lwTopic", None, ""),
+];
+
+/// The rules as the page reads them (`[{path, kind, min, max, ...}]`).
+pub fn page_rules() -> Value {
+    serde_json::to_value(RULES).unwrap_or_default()
+}
+
+/// A whole number as the settings parse reads one; `None` for anything else.
+pub fn whole_number(v: &Value) -> Option<i64> {
+    match v {
+        Value::Number(n) => n.as_i64().or_else(|| {
+            n.as_f64()
+                .filter(|f| f.fract() == 0.0 && f.abs() < 9e15)
+                .map(|f| f as i64)
+        }),
+        Value::String(s) => s.trim().parse().ok(),
+        _ => None,
+    }
+}
+
+/// A finite number as the settings parse reads one; `None` for anything else.
+pub fn number(v: &Value) -> Option<f64> {
+    match v {
+        Value::Number(n) => n.as_f64(),
+        Value::String(s) => s.trim().parse::<f64>().ok(),
+        _ => None,
+    }
+    .filter(|f| f.is_finite())
+}
+
+/// Text as the settings parse reads a topic: numbers as their digits, nothing as nothing.
+fn topic_text(v: &Value) -> Option<String> {
+    match v {
+        Value::String(s) => Some(s.clone()),
+        Value::Number(n) => Some(n.to_string()),
+        Value::Null => None,
+        _ => Some(String::new()),
+    }
+}
+
+fn check_value(check: &Check, v: &Value) -> Option<String> {
+    match *check {
+        Check::Whole { min, max, unit } => {
+            let ok = whole_number(v).is_some_and(|n| (min..=max).contains(&n));
+            let unit = if unit.is_empty() {
+                String::new()
+            } else {
+                format!(" of {unit}")
+            };
+            (!ok).then(|| format!("must be a whole number{unit} from {min} to {max}"))
+        }
+        Check::Number { min, unit } => {
+            let ok = number(v).is_some_and(|n| n >= min);
+            (!ok).then(|| format!("must be a number of {unit}, {min} or more"))
+        }
+        Check::Host => match v {
+            Value::Null => None,
+            Value::String(s) if s.contains("://") || s.trim().contains(char::is_whitespace) => {
+                Some("enter only the host name or IP address (no scheme, no spaces)".into())
+            }
+            Value::String(_) => None,
+            _ => Some("enter the host name or IP address as text".into()),
+        },
+        Check::BaseTopic { .. } | Check::Template { .. } => None,
+    }
+}
+
+/// Problems of the values in `changes` (a partial `plugins.mqtt` tree, as a save sends it),
+/// judged with `merged` (the settings in force): `(path, reason)` for each refused value.
+pub fn problems(changes: &Value, merged: &Value) -> Vec<(Vec<String>, String)> {
+    let mut found: Vec<(Vec<String>, String)> = Vec::new();
+    let changed = |section: &str, key: &str| changes.get(section).and_then(|s| s.get(key));
+    for rule in RULES {
+        let [section, key] = rule.path;
+        if let Some(reason) = changed(section, key).and_then(|v| check_value(&rule.check, v)) {
+            found.push((vec![section.into(), key.into()], reason));
+        }
+    }
+    let current = |key: &str| {
+        changed("publish", key).or_else(|| merged.get("publish").and_then(|p| p.get(key)))
+    };
+    let base_changed = changed("publish", "baseTopic").is_some();
+    let base = current("baseTopic")
+        .and_then(topic_text)
+        .unwrap_or_default();
+    for rule in RULES {
+        let Check::Template {
+            placeholder,
+            sample,
+            ..
+        } = rule.check
+        else {
+            continue;
+        };
+        let key = rule.path[1];
+        let own = changed("publish", key).is_some();
+        // A new base topic is judged with every template; a new template with its base.
+        if !own && !base_changed {
+            continue;
+        }
+        let Some(template) = current(key).and_then(topic_text) else {
+            continue;
+        };
+        let rendered = match placeholder {
+            Some(p) => topic::render(&template, p, sample),
+            None => template,
+        };
+        if let Err(e) = topic::validate_topic(&format!("{base}{rendered}")) {
+            let culprit = if own { key } else { "baseTopic" };
+            let path = vec!["publish".to_string(), culprit.to_string()];
+            if !found.iter().any(|(p, _)| *p == path) {
+                found.push((path, e.to_string()));
+            }
+        }
+    }
+    found
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn paths(changes: Value) -> Vec<String> {
+        problems(
+            &changes,
+            &json!({"publish": {"baseTopic": "b/", "lwTopic": "mqtt"}}),
+        )
+        .into_iter()
+        .map(|(p, _)| p.join("."))
+        .collect()
+    }
+
+    #[test]
+    fn port_zero_and_other_bad_values_are_refused() {
+        for port in [
+            json!(0),
+            json!("0"),
+            json!(65_536),
+            json!(""),
+            json!(null),
+            json!(true),
+            json!("1e3"),
+            json!(80.5),
+        ] {
+            assert_eq!(
+                paths(json!({"broker": {"port": port}})),
+                ["broker.port"],
+                "{port}"
+            );
+        }
+        for port in [json!(1), json!(" 1883 "), json!(65_535), json!(1883.0)] {
+            assert!(
+                paths(json!({"broker": {"port": port}})).is_empty(),
+                "{port}"
+            );
+        }
+        assert_eq!(
+            paths(json!({"broker": {"keepalive": 0}})),
+            Vec::<String>::new()
+        );
+        assert_eq!(
+            paths(
+                json!({"broker": {"url": "mqtt://h"}, "publish": {"temperatureThreshold": "inf"}})
+            ),
+            ["broker.url", "publish.temperatureThreshold"]
+        );
+    }
+
+    #[test]
+    fn topics_are_judged_with_their_base() {
+        assert_eq!(
+            paths(json!({"publish": {"eventTopic": "e/+/{event}"}})),
+            ["publish.eventTopic"]
+        );
+        assert_eq!(
+            paths(json!({"publish": {"baseTopic": "a/#/"}})),
+            ["publish.baseTopic"]
+        );
+        assert!(paths(json!({"publish": {"lwTopic": ""}})).is_empty());
+        let page = page_rules();
+        assert_eq!(
+            page[1],
+            json!({"path": ["broker", "port"], "kind": "whole", "min": 1, "max": 65535, "unit": ""})
+        );
+    }
+}

@@ -1,0 +1,115 @@
+"""One source for the settings' defaults and field rules: the core's. The plugin hands
+OctoPrint the core's defaults tree, the server refuses on save what the core's rules refuse,
+and the settings page, which gets the rules through its template, gives the same verdict on
+the same table of values (headless Chromium against a real OctoPrint). Port 0 is refused by
+all three, and by the core's parse of stored settings.
+"""
+
+from __future__ import annotations
+
+import pytest
+from corekit import LOGGER, settings_for
+
+from octoprint_mqtt import _core, validation
+from octoprint_mqtt.plugin import MqttPlugin, settings_defaults
+
+TEMPLATES = {"progressTopic": "{progress}", "temperatureTopic": "{temp}", "metadataTopic": "{key}"}
+# (path, value, accepted), judged with the default base topic "octoprint/".
+TABLE = [
+    *[(("broker", "port"), v, True) for v in (1, "1883", " 1884 ", 65535, 1883.0, "+8883")],
+    *[(("broker", "port"), v, False) for v in (0, "0", 65536, -1, "", None, "abc", "80.5", True)],
+    *[(("broker", "keepalive"), v, True) for v in (0, "60", 65535)],
+    *[(("broker", "keepalive"), v, False) for v in (-1, "", "1.5", 65536, None)],
+    *[(("broker", "url"), v, True) for v in ("mqtt.local", " 10.0.0.5 ", "", None)],
+    *[(("broker", "url"), v, False) for v in ("mqtt://h", "a b", 5)],
+    *[(("publish", "offlineQueueSize"), v, True) for v in (0, "10000", 10_000_000)],
+    *[(("publish", "offlineQueueSize"), v, False) for v in (-1, 10_000_001, "many", "")],
+    *[(("publish", "temperatureThreshold"), v, True) for v in (0, "0.5", 0.1, "1e1", ".5")],
+    *[(("publish", "temperatureThreshold"), v, False) for v in (-1, "", "warm", "inf", "NaN")],
+    *[(("publish", "baseTopic"), v, True) for v in ("", "octoprint/", "a b/")],
+    *[(("publish", "baseTopic"), v, False) for v in ("a/#/", "a/+/", "x\0/")],
+    *[(("publish", "eventTopic"), v, True) for v in ("event/{event}", "e", "")],
+    *[(("publish", "eventTopic"), v, False) for v in ("event/+/x", "#", "e\0")],
+    *[(("publish", k), v, True) for k in TEMPLATES for v in ("x/" + TEMPLATES[k], "y")],
+    *[(("publish", k), v, False) for k in TEMPLATES for v in ("x/+/" + TEMPLATES[k], "#")],
+    *[(("publish", "lwTopic"), v, True) for v in ("mqtt", "", "é" * 30_000)],
+    *[(("publish", "lwTopic"), v, False) for v in ("st/#", "é" * 33_000)],
+]
+IDS = [f"{'.'.join(p)}={v!r:.20}" for p, v, _ in TABLE]
+
+
+def test_the_plugin_gives_octoprint_the_cores_defaults():
+    assert settings_defaults() == _core.default_settings()
+    assert MqttPlugin.get_settings_defaults(None) == _core.default_settings()
+    # A fresh tree each time: OctoPrint may keep and change what it got.
+    assert settings_defaults() is not settings_defaults()
+    assert MqttPlugin.get_settings_version(None) == 1
+
+
+def test_the_core_reads_its_defaults_without_a_warning(core_factory, caplog):
+    core = core_factory(_core.default_settings())
+    assert core.timestamp_field == "_timestamp"
+    assert not [r for r in caplog.records if r.name == LOGGER and r.levelname == "WARNING"]
+
+
+@pytest.mark.parametrize(("path", "value", "accepted"), TABLE, ids=IDS)
+def test_the_server_side(path, value, accepted):
+    found = validation.problems({path[0]: {path[1]: value}}, settings_defaults())
+    assert (path not in found) is accepted, found
+    assert set(found) <= {path}, found
+
+
+def test_every_rule_is_in_the_table():
+    assert {tuple(r["path"]) for r in _core.setting_rules()} <= {p for p, _, _ in TABLE}
+
+
+def test_a_stored_port_0_falls_back_to_1883_with_a_warning(core_factory, broker, caplog):
+    core_factory(settings_for(broker, broker={"port": 0}))
+    warned = [
+        r.getMessage() for r in caplog.records if "plugins.mqtt.broker.port" in r.getMessage()
+    ]
+    assert len(warned) == 1 and "from 1 to 65535" in warned[0], warned
+    tested = _core.test_connection(settings_for(broker, broker={"port": "0"}), 1.0)
+    assert tested["broker"].endswith(":1883"), tested
+    assert [w for w in tested["warnings"] if w.startswith("plugins.mqtt.broker.port:")], tested
+
+
+@pytest.mark.e2e
+@pytest.mark.timeout(240)
+def test_the_page_gives_the_same_verdicts(broker, octoprint_factory):
+    browser_env = pytest.importorskip("browser_env")
+    sync_api = pytest.importorskip("playwright.sync_api")
+    import os
+
+    if not os.path.exists(browser_env.CHROMIUM):
+        pytest.skip("Debian's chromium is not installed (scripts/env.sh installs it)")
+    from octoprint_env import ADMIN_PASSWORD, ADMIN_USER
+
+    octoprint = octoprint_factory({"broker": {"url": broker.host, "port": broker.port}})
+    with sync_api.sync_playwright() as playwright:
+        chromium = browser_env.launch(playwright)
+        try:
+            ui = browser_env.OctoPrintUi(chromium, octoprint, ADMIN_USER, ADMIN_PASSWORD)
+            ui.open_settings("settings_plugin_mqtt")
+            page = ui.page
+            verdicts = page.evaluate(
+                """(table) => {
+                    const vm = ko.dataFor(document.getElementById("settings_plugin_mqtt"));
+                    return table.map(([path, value]) => vm.checkValue(path, value, "octoprint/"));
+                }""",
+                [[list(p), v] for p, v, _ in TABLE],
+            )
+            wrong = [
+                (path, value, verdict)
+                for (path, value, accepted), verdict in zip(TABLE, verdicts)
+                if (verdict == "") is not accepted
+            ]
+            assert not wrong, wrong
+            # And as typed, next to the field.
+            page.fill("#mqtt_broker_port", "0")
+            sync_api.expect(
+                page.locator("#mqtt_tab_broker .mqtt-field-error").nth(1)
+            ).to_contain_text("whole number from 1 to 65535")
+            ui.close()
+        finally:
+            chromium.close()

@@ -4,6 +4,7 @@
 #[macro_use]
 mod logging;
 mod config;
+mod delivery;
 mod dispatch;
 mod error;
 mod events;

@@ -12,11 +12,11 @@ use tokio::sync::{mpsc, watch};
 use tokio::time::{timeout_at, Instant};
 
 use crate::config::{ConnectionConfig, Protocol, StatusTopic};
+use crate::delivery::{Delivery, Written};
 use crate::dispatch::{Inbox, SharedRegistry};
 use crate::failure::Loss;
 use crate::link::{self, NetEvent, Session};
 use crate::message::{Incoming, Message, Qos};
-use crate::queue::OfflineQueue;
 use crate::status::{Shared, State};
 
 /// Commands waiting for the core's thread. Far more than a burst of events: when it is full
@@ -32,17 +32,6 @@ const CLOSE_BUDGET: Duration = Duration::from_millis(900);
 const CLOSE_TAIL: Duration = Duration::from_millis(300);
 /// Commands taken per wake-up before handing messages to the client.
 const BATCH: usize = 512;
-/// While connected, messages waiting for the client are in transit, not offline: a burst may
-/// exceed the offline bound by this much before anything is dropped.
-const IN_TRANSIT_MIN: usize = 100_000;
-/// Bytes (topics and payloads) handed to the client and not yet written, at most (one
-/// message always goes): big payloads (camera snapshots) would otherwise fill the client's
-/// whole request buffer, and a clean close must get its goodbye past them within the close
-/// budget.
-const HANDED_BYTES_MAX: usize = 1 << 20;
-/// Bytes handed or written and not yet acknowledged, at most (one message always goes): a
-/// frozen broker that keeps TCP open must not collect the whole queue in transit.
-const IN_FLIGHT_BYTES_MAX: usize = 16 << 20;
 /// A connection the broker closes within this long after a message of at least
 /// [`SUSPECT_MIN`] bytes was sent is taken as the broker refusing that message: a 3.1.1
 /// broker has no other way to refuse a packet over its size limit.
@@ -219,16 +208,8 @@ struct Runner {
     session: Option<Session>,
     connected: bool,
     ever_connected: bool,
-    /// Waiting for the client (offline, or its request buffer is full).
-    queue: OfflineQueue,
-    /// Handed to rumqttc, not yet written to the socket, in order.
-    handed: VecDeque<Message>,
-    /// Their bytes ([`Message::cost`]).
-    handed_bytes: usize,
-    /// QoS 1/2: written, not yet acknowledged, by packet id, in order.
-    unacked: VecDeque<(u16, Message)>,
-    /// Bytes of `handed` and `unacked` together.
-    in_flight_bytes: usize,
+    /// Every message on its way: waiting, handed, unacknowledged.
+    delivery: Delivery,
     /// The last large message written on this connection, in case the broker closes it.
     suspect: Option<Suspect>,
     /// The last connection ended right after a large message (see `take_culprit`).
@@ -243,10 +224,6 @@ struct Runner {
     /// again is a pattern (a broker dropping every connection at once), told once.
     quick_loss: Option<String>,
     quick_hinted: bool,
-    /// Messages dropped for want of room since the drops began; reported when they end.
-    overflow: Option<Overflow>,
-    /// `publish.offlineQueueSize`.
-    offline_capacity: usize,
     /// The subscriptions (owned by `subscriptions.rs`): what each connect subscribes.
     subscriptions: SharedRegistry,
     /// Filters whose SUBSCRIBE is on its way, in order; then by packet id until the SUBACK.
@@ -270,17 +247,13 @@ impl Runner {
             commands,
             control,
             shutdown,
-            shared,
+            shared: shared.clone(),
             configured: false,
             conn: None,
             session: None,
             connected: false,
             ever_connected: false,
-            queue: OfflineQueue::new(queue_capacity),
-            handed: VecDeque::new(),
-            handed_bytes: 0,
-            unacked: VecDeque::new(),
-            in_flight_bytes: 0,
+            delivery: Delivery::new(shared.clone(), queue_capacity),
             suspect: None,
             struck: false,
             announced_max: None,
@@ -288,8 +261,6 @@ impl Runner {
             last_reason: None,
             quick_loss: None,
             quick_hinted: false,
-            overflow: None,
-            offline_capacity: queue_capacity,
             subscriptions,
             subscribing: VecDeque::new(),
             awaiting_suback: Vec::new(),
@@ -380,95 +351,26 @@ impl Runner {
         if !self.connected {
             Shared::add(&self.shared.counters.queued, 1);
         }
-        let dropped = self.queue.push_back(m);
-        self.note_drops(dropped);
-    }
-
-    /// Counts messages the queue had no room for. The first drop of an episode is logged at
-    /// once; how many it lost when it ends (the next connect, the connection lost, or a burst
-    /// absorbed), worded for what it was: an outage, or a broker slower than the publishers.
-    fn note_drops(&mut self, n: u64) {
-        if n == 0 {
-            return;
-        }
-        Shared::add(&self.shared.counters.dropped, n);
-        if self
-            .overflow
-            .as_ref()
-            .is_some_and(|o| o.connected != self.connected)
-        {
-            self.end_overflow();
-        }
-        if let Some(o) = &mut self.overflow {
-            o.count += n;
-            return;
-        }
-        let mib = crate::queue::BYTES_MAX >> 20;
-        if self.connected {
-            warn!(
-                "Messages are published faster than the MQTT broker takes them ({} messages or {mib} MiB of topics and payloads waiting): dropping the oldest until it catches up",
-                self.offline_capacity.max(IN_TRANSIT_MIN)
-            );
-        } else {
-            warn!(
-                "The offline queue is full ({} messages or {mib} MiB of topics and payloads): dropping the oldest messages until the broker takes them again (raise publish.offlineQueueSize to keep more small messages)",
-                self.offline_capacity,
-            );
-        }
-        self.overflow = Some(Overflow {
-            connected: self.connected,
-            count: n,
-        });
-    }
-
-    fn end_overflow(&mut self) {
-        match self.overflow.take() {
-            Some(Overflow { connected: true, count }) => warn!(
-                "{count} messages were dropped while connected: they were published faster than the MQTT broker took them"
-            ),
-            Some(Overflow { connected: false, count }) => warn!(
-                "{count} messages were dropped from the full offline queue while the broker was unreachable"
-            ),
-            None => {}
-        }
+        self.delivery.push(m, self.connected);
     }
 
     /// Moves queued messages into rumqttc's buffer while it has room.
     fn pump(&mut self) {
         if self.connected {
-            while let (Some(m), Some(s)) = (self.queue.front(), &self.session) {
+            while let (Some(m), Some(s)) = (self.delivery.next_to_hand(), &self.session) {
                 if !self.shared.fits(m) {
-                    let m = self.queue.pop_front().expect("front exists");
+                    let m = self.delivery.pop_waiting().expect("next exists");
                     self.shared.refuse_too_large(&m);
                     continue;
                 }
-                let cost = m.cost();
-                let over_handed =
-                    !self.handed.is_empty() && self.handed_bytes + cost > HANDED_BYTES_MAX;
-                let over_in_flight = !(self.handed.is_empty() && self.unacked.is_empty())
-                    && self.in_flight_bytes + cost > IN_FLIGHT_BYTES_MAX;
-                if over_handed || over_in_flight || !s.client.try_publish(m) {
+                if !s.client.try_publish(m) {
                     break;
                 }
-                let m = self.queue.pop_front().expect("front exists");
-                self.handed_bytes += cost;
-                self.in_flight_bytes += cost;
-                self.handed.push_back(m);
+                self.delivery.hand_next();
             }
-            if self.queue.is_empty() && self.overflow.is_some() {
-                self.end_overflow();
-            }
+            self.delivery.end_burst();
         }
-        self.update_depth();
-    }
-
-    /// Everything not delivered yet, also what waits in transit for the broker.
-    fn update_depth(&self) {
-        let depth = self.queue.len() + self.handed.len() + self.unacked.len();
-        self.shared
-            .counters
-            .queue_depth
-            .store(depth as u64, Relaxed);
+        self.delivery.update_depth();
     }
 
     /// Handles what the connection reported, and whatever else it has ready: one pass through
@@ -485,7 +387,7 @@ impl Runner {
                 Err(_) => break,
             }
         }
-        self.update_depth();
+        self.delivery.update_depth();
     }
 
     fn net_event(&mut self, ev: Option<NetEvent>) {
@@ -512,13 +414,13 @@ impl Runner {
             }) => self.on_down(reason, retry_in, quick, loss),
             Some(NetEvent::Written(pkid)) => self.written(pkid, true),
             Some(NetEvent::Acked(pkid)) => {
-                if let Some(m) = self.take_unacked(pkid) {
+                if let Some(m) = self.delivery.take_unacked(pkid) {
                     drop(m);
                     Shared::add(&self.shared.counters.published, 1);
                 }
             }
             Some(NetEvent::Rejected { pkid, reason }) => {
-                if let Some(m) = self.take_unacked(pkid) {
+                if let Some(m) = self.delivery.take_unacked(pkid) {
                     Shared::add(&self.shared.counters.rejected, 1);
                     if self.shared.first_refusal(&m.topic) {
                         warn!(
@@ -548,33 +450,19 @@ impl Runner {
         }
     }
 
-    fn take_unacked(&mut self, pkid: u16) -> Option<Message> {
-        let i = self.unacked.iter().position(|(p, _)| *p == pkid)?;
-        let (_, m) = self.unacked.remove(i)?;
-        self.in_flight_bytes -= m.cost();
-        Some(m)
-    }
-
     /// The oldest handed message reached the socket; `refill` hands the client more.
     fn written(&mut self, pkid: u16, refill: bool) {
-        if let Some(m) = self.handed.pop_front() {
-            let cost = m.cost();
-            self.handed_bytes -= cost;
-            if cost >= SUSPECT_MIN {
-                self.suspect = Some(Suspect {
-                    at: Instant::now(),
-                    pkid,
-                    qos0: m.qos == Qos::AtMostOnce,
-                    topic: m.topic.clone(),
-                    size: m.packet_size(),
-                });
-            }
-            if m.qos == Qos::AtMostOnce {
-                self.in_flight_bytes -= cost;
+        match self.delivery.written(pkid) {
+            Some(Written::Done(m)) => {
+                if m.cost() >= SUSPECT_MIN {
+                    self.suspect = Some(Suspect::of(&m, pkid));
+                }
                 Shared::add(&self.shared.counters.published, 1);
-            } else {
-                self.unacked.push_back((pkid, m));
             }
+            Some(Written::Kept(m)) if m.cost() >= SUSPECT_MIN => {
+                self.suspect = Some(Suspect::of(m, pkid));
+            }
+            _ => {}
         }
         if refill {
             self.pump();
@@ -589,8 +477,8 @@ impl Runner {
             Loss::Closed => None,
             Loss::MessageRefused(why) => Some(*why),
             Loss::AckRefused(why) => {
-                let pkid = self.unacked.front()?.0;
-                let m = self.take_unacked(pkid)?;
+                let pkid = self.delivery.oldest_unacked()?;
+                let m = self.delivery.take_unacked(pkid)?;
                 return Some(self.blame(
                     Culprit {
                         size: m.packet_size(),
@@ -603,10 +491,12 @@ impl Runner {
         };
         let struck_before = std::mem::take(&mut self.struck);
         let recent = self.suspect.take().filter(|s| {
-            s.at.elapsed() <= SUSPECT_WINDOW
-                && (s.qos0 || self.unacked.iter().any(|(p, _)| *p == s.pkid))
+            s.at.elapsed() <= SUSPECT_WINDOW && (s.qos0 || self.delivery.is_unacked(s.pkid))
         });
-        let large_mid_write = self.handed.front().is_some_and(|m| m.cost() >= SUSPECT_MIN);
+        let large_mid_write = self
+            .delivery
+            .handed_front()
+            .is_some_and(|m| m.cost() >= SUSPECT_MIN);
         if refused.is_none() && !struck_before && (recent.is_some() || large_mid_write) {
             // A 3.1.1 broker refuses a packet by closing the connection, but a broker that
             // restarts does the same: the message goes once more (it is back in the queue),
@@ -623,7 +513,7 @@ impl Runner {
                     .published
                     .fetch_sub(1, std::sync::atomic::Ordering::Relaxed);
             } else {
-                self.take_unacked(s.pkid);
+                self.delivery.take_unacked(s.pkid);
             }
             Culprit {
                 topic: s.topic,
@@ -632,17 +522,14 @@ impl Runner {
         } else {
             // Lost while being written: rumqttc never reported it written.
             let mid_write = self
-                .handed
-                .front()
+                .delivery
+                .handed_front()
                 .is_some_and(|m| refused.is_some() || m.cost() >= SUSPECT_MIN);
             let m = if mid_write {
-                let m = self.handed.pop_front()?;
-                self.handed_bytes -= m.cost();
-                self.in_flight_bytes -= m.cost();
-                m
+                self.delivery.take_handed_front()?
             } else if refused.is_some() {
-                let pkid = self.unacked.back()?.0;
-                self.take_unacked(pkid)?
+                let pkid = self.delivery.newest_unacked()?;
+                self.delivery.take_unacked(pkid)?
             } else {
                 return None;
             };
@@ -714,7 +601,7 @@ impl Runner {
                 conn.client_id
             ),
         }
-        self.end_overflow();
+        self.delivery.end_overflow();
         self.shared
             .set(State::Connected, Some(conn.address()), None);
         let hello = conn
@@ -735,7 +622,7 @@ impl Runner {
             self.subscribe(&filter, qos);
         }
         if let Some(hello) = hello {
-            self.queue.requeue_front(std::iter::once(hello));
+            self.delivery.push_front(hello, true);
         }
         self.pump();
     }
@@ -760,9 +647,7 @@ impl Runner {
             }
         }
         self.suspect = None;
-        if self.overflow.as_ref().is_some_and(|o| o.connected) {
-            self.end_overflow();
-        }
+        self.delivery.end_connected_overflow();
         self.requeue_in_flight();
         self.apply_queue_bound();
         // The same quick loss twice in a row: the broker drops this client at once.
@@ -823,33 +708,19 @@ impl Runner {
             .as_ref()
             .and_then(|c| c.status.as_ref())
             .map(|s| s.topic.clone());
-        self.handed_bytes = 0;
-        self.in_flight_bytes = 0;
-        let back: Vec<Message> = self
-            .unacked
-            .drain(..)
-            .map(|(_, m)| m)
-            .chain(self.handed.drain(..))
-            .filter(|m| Some(&m.topic) != status_topic.as_ref() || !is_status_payload(&m.payload))
-            .collect();
-        let dropped = self.queue.requeue_front(back.into_iter());
-        self.note_drops(dropped);
+        self.delivery.requeue_in_flight(
+            |m| Some(&m.topic) != status_topic.as_ref() || !is_status_payload(&m.payload),
+            self.connected,
+        );
     }
 
-    /// The queue's bound: the offline bound, raised while connected (see IN_TRANSIT_MIN).
     fn apply_queue_bound(&mut self) {
-        let bound = if self.connected {
-            self.offline_capacity.max(IN_TRANSIT_MIN)
-        } else {
-            self.offline_capacity
-        };
-        let dropped = self.queue.set_capacity(bound);
-        self.note_drops(dropped);
+        self.delivery.set_bound(None, self.connected);
     }
 
     async fn configure(&mut self, conn: Option<ConnectionConfig>, queue_capacity: usize) {
-        self.offline_capacity = queue_capacity;
-        self.apply_queue_bound();
+        self.delivery
+            .set_bound(Some(queue_capacity), self.connected);
         if self.configured && conn == self.conn {
             return;
         }
@@ -868,8 +739,7 @@ impl Runner {
         self.shared.forget_refusals();
         match self.conn.clone() {
             None => {
-                let waiting = self.queue.len();
-                while self.queue.pop_front().is_some() {}
+                let waiting = self.delivery.clear_waiting();
                 if waiting > 0 {
                     Shared::add(&self.shared.counters.refused, waiting as u64);
                 }
@@ -934,14 +804,12 @@ impl Runner {
             let mut disconnect_requested = false;
             loop {
                 if !bye_handed {
-                    if self.queue.is_empty() || Instant::now() >= tail_starts {
+                    if self.delivery.waiting_is_empty() || Instant::now() >= tail_starts {
                         bye_handed = match bye.take() {
                             None => true,
                             Some(m) => match &self.session {
                                 Some(s) if s.client.try_publish(&m) => {
-                                    self.handed_bytes += m.cost();
-                                    self.in_flight_bytes += m.cost();
-                                    self.handed.push_back(m);
+                                    self.delivery.hand(m);
                                     true
                                 }
                                 // The client's buffer is full: retry after the next write.
@@ -1003,16 +871,22 @@ struct Suspect {
     size: usize,
 }
 
+impl Suspect {
+    fn of(m: &Message, pkid: u16) -> Suspect {
+        Suspect {
+            at: Instant::now(),
+            pkid,
+            qos0: m.qos == Qos::AtMostOnce,
+            topic: m.topic.clone(),
+            size: m.packet_size(),
+        }
+    }
+}
+
 /// The message a lost connection was blamed on.
 struct Culprit {
     topic: String,
     size: usize,
-}
-
-struct Overflow {
-    /// Dropped while connected (a burst) or offline (an outage).
-    connected: bool,
-    count: u64,
 }
 
 async fn next_event(session: &mut Option<Session>) -> Option<NetEvent> {

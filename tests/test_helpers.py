@@ -12,8 +12,15 @@ import threading
 import time
 
 import pytest
-from corekit import decimal_digits, log_lines, settings_for, unique_base, wait_state, wait_until
-from mqtt_env import read_retained
+from support.corekit import (
+    decimal_digits,
+    log_lines,
+    settings_for,
+    unique_base,
+    wait_state,
+    wait_until,
+)
+from support.mqtt_env import read_retained
 
 from octoprint_mqtt.plugin import MqttPlugin
 

@@ -14,8 +14,9 @@ import time
 import zipfile
 
 import pytest
-from corekit import unique_base
-from install_env import (
+from support.corekit import unique_base
+from support.e2ekit import assert_no_traceback, broker_settings
+from support.install_env import (
     ROOT,
     Venv,
     build_env,
@@ -29,7 +30,6 @@ from install_env import (
     tool,
     write_standin_wheel,
 )
-from test_e2e_features import assert_no_traceback, broker_settings
 
 pytestmark = [pytest.mark.e2e, pytest.mark.install]
 
@@ -258,7 +258,7 @@ def test_upgrade_over_older_octoprint_mqtt_then_uninstall(
 def plugin_manager_config(url: str) -> dict:
     """The plugin manager on (the other tests turn it off), with its plugin repository and
     notices fetched from `url` instead of the internet."""
-    from octoprint_env import DISABLED_PLUGINS
+    from support.octoprint_env import DISABLED_PLUGINS
 
     return {
         "plugins": {

@@ -27,8 +27,8 @@ except ImportError as exc:
 if not any(ep.name == "mqtt" for ep in importlib.metadata.entry_points(group="octoprint.plugin")):
     pytest.skip("the plugin is not installed", allow_module_level=True)
 
-from browser_env import CHROMIUM, OctoPrintUi, launch
-from octoprint_env import ADMIN_PASSWORD, ADMIN_USER
+from support.browser_env import CHROMIUM, OctoPrintUi, launch
+from support.octoprint_env import ADMIN_PASSWORD, ADMIN_USER
 
 if not os.path.exists(CHROMIUM):
     pytest.skip(

@@ -11,7 +11,7 @@ from pathlib import Path
 
 TESTS = Path(__file__).resolve().parent
 
-INNER_TESTS = '''
+INNER_TESTS = """
 import pytest
 
 
@@ -22,7 +22,7 @@ def test_needs_the_plugin():
 
 def test_needs_nothing():
     pass
-'''
+"""
 
 
 def test_e2e_tests_fail_when_the_plugin_cannot_be_imported(tmp_path):

@@ -1,4 +1,4 @@
-"""The helper API other plugins call (compat.md section 4), against a real broker.
+"""The helper API other plugins call (docs/behaviour.md, helper API), against a real broker.
 
 The helpers are the plugin's own methods; the plugin object is made without OctoPrint and its
 core configured directly, so every call below runs the code OctoPrint plugins run."""

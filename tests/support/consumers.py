@@ -14,7 +14,7 @@ import paho.mqtt.client as mqtt
 
 from support.e2ekit import BASE
 
-CONSUMER_DIR = Path(__file__).resolve().parent / "consumer_plugins"
+CONSUMER_DIR = Path(__file__).resolve().parent.parent / "consumer_plugins"
 PSU = "e2e_psu_control"
 PSU_STATUS_TOPIC = f"{BASE}plugin/psucontrol/status"
 PSU_SET = "test/cmd/psu/set"

@@ -22,7 +22,7 @@ sys.path.insert(0, str(ROOT / "tests"))  # the suite's real-broker and real-Octo
 
 import figures  # noqa: E402
 import report  # noqa: E402
-from mqtt_env import Broker, free_port  # noqa: E402
+from support.mqtt_env import Broker, free_port  # noqa: E402
 
 FULL = {"n": 100_000, "reps": 3, "latency_n": 2_000, "memory_n": 1_000_000, "offline_n": 20_000}
 QUICK = {"n": 10_000, "reps": 1, "latency_n": 500, "memory_n": 100_000, "offline_n": 20_000}
@@ -35,7 +35,7 @@ BROKER_CONF = "max_queued_messages 0\nmax_inflight_messages 1000\n"
 
 def inside_octoprint(cwd: Path, broker: Broker, n: int) -> dict:
     """Figure 8: a real OctoPrint with this plugin and the timing plugin loaded."""
-    from octoprint_env import OctoPrintInstance
+    from support.octoprint_env import OctoPrintInstance
 
     out = cwd / "octoprint-timing.json"
     os.environ["MQTT_BENCH_OUT"] = str(out)

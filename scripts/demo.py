@@ -17,8 +17,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
 
-from mqtt_env import Broker, free_port  # noqa: E402
-from octoprint_env import ADMIN_PASSWORD, ADMIN_USER, OctoPrintInstance  # noqa: E402
+from support.mqtt_env import Broker, free_port  # noqa: E402
+from support.octoprint_env import ADMIN_PASSWORD, ADMIN_USER, OctoPrintInstance  # noqa: E402
 
 
 def sample_gcode(layers: int = 12) -> str:

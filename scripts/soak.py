@@ -16,7 +16,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
 
-from mqtt_env import Broker  # noqa: E402
+from support.mqtt_env import Broker  # noqa: E402
 
 from octoprint_mqtt.plugin import MqttPlugin  # noqa: E402
 

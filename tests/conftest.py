@@ -7,17 +7,23 @@ a test fail with a useful message instead of hanging the run.
 from __future__ import annotations
 
 import logging
+import os
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
-# mqtt_env.py and octoprint_env.py live next to this file; make it importable whatever
-# pytest's import mode is.
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-
-from mqtt_env import Broker, Subscriber, free_port  # noqa: E402
+# tests/support/ is importable through setup.cfg's `pythonpath = tests`.
+from support import installed
+from support.mqtt_env import Broker, Subscriber, free_port, wait_for_port
+from support.tls_certs import (
+    OPENSSL_MAX_TLS12,
+    Certs,
+    Pair,
+    TlsBroker,
+    make_certs,
+    negotiated_tls_version,
+)
 
 DEFAULT_TEST_TIMEOUT = 120
 
@@ -66,6 +72,22 @@ def _print_tail(title: str, text: str, lines: int = 80) -> None:
 # --------------------------------------------------------------------------
 # Fixtures
 # --------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="session")
+def installed_plugin() -> None:
+    """Fails, once per session and then for every test that needs it, when the plugin is not
+    installed the way the e2e tests need (support/installed.py says what is checked)."""
+    reason = installed.problem()
+    if reason is not None:
+        pytest.fail(reason, pytrace=False)
+
+
+@pytest.fixture(autouse=True)
+def _e2e_needs_the_installed_plugin(request: pytest.FixtureRequest) -> None:
+    # The one guard for every e2e test: a missing or broken install fails them, never skips.
+    if request.node.get_closest_marker("e2e") is not None:
+        request.getfixturevalue("installed_plugin")
 
 
 @pytest.fixture
@@ -148,7 +170,7 @@ def octoprint_factory(request: pytest.FixtureRequest, tmp_path: Path, broker_fac
     the test's arguments, so the plugin's shutdown still reaches its broker.
     """
     # Imported lazily: only e2e tests need OctoPrint (and PyYAML) installed.
-    from octoprint_env import OctoPrintInstance
+    from support.octoprint_env import OctoPrintInstance
 
     instances: list[OctoPrintInstance] = []
 
@@ -186,3 +208,45 @@ def core_factory(caplog):
     yield make
     for core in cores:
         core.stop(2.0)
+
+
+@pytest.fixture(scope="session")
+def certs(tmp_path_factory: pytest.TempPathFactory) -> Certs:
+    c = make_certs(tmp_path_factory.mktemp("tls-certs"))
+    for path in c.directory.iterdir():
+        assert os.access(path, os.R_OK), f"cannot read {path}"
+    return c
+
+
+@pytest.fixture
+def tls_broker(broker_factory, certs: Certs, monkeypatch, tmp_path):
+    """tls_broker(server_pair, require_certificate=False, tls12=False, extra=()) -> TlsBroker;
+    `extra` are more lines for the TLS listener."""
+
+    def make(
+        server: Pair, require_certificate: bool = False, tls12: bool = False, extra=()
+    ) -> TlsBroker:
+        port = free_port()
+        lines = [
+            f"listener {port} 127.0.0.1",
+            f"cafile {certs.ca}",
+            f"certfile {server.cert}",
+            f"keyfile {server.key}",
+        ]
+        if require_certificate:
+            lines += ["require_certificate true", "use_identity_as_username true"]
+        lines += extra
+        with monkeypatch.context() as env:
+            if tls12:
+                conf = tmp_path / "openssl-max-tls12.cnf"
+                conf.write_text(OPENSSL_MAX_TLS12)
+                env.setenv("OPENSSL_CONF", str(conf))
+            broker = broker_factory("\n".join(lines))
+        # start() waited for the plain listener; the TLS one must accept too.
+        wait_for_port(broker.host, port, 5.0, broker.proc)
+        tb = TlsBroker(broker, port)
+        if require_certificate:
+            assert negotiated_tls_version(tb, certs) == ("TLSv1.2" if tls12 else "TLSv1.3")
+        return tb
+
+    return make

@@ -7,7 +7,7 @@ import threading
 import time
 
 import pytest
-from corekit import settings_for, unique_base, wait_state
+from support.corekit import settings_for, unique_base, wait_state
 
 
 @pytest.mark.timeout(60)

@@ -1,4 +1,4 @@
-"""The helper API other plugins call (compat.md section 4), against a real broker.
+"""The helper API other plugins call (docs/behaviour.md, helper API), against a real broker.
 
 The helpers are the plugin's own methods; the plugin object is made without OctoPrint and its
 core configured directly, so every call below runs the code OctoPrint plugins run."""
@@ -12,8 +12,15 @@ import threading
 import time
 
 import pytest
-from corekit import decimal_digits, log_lines, settings_for, unique_base, wait_state, wait_until
-from mqtt_env import read_retained
+from support.corekit import (
+    decimal_digits,
+    log_lines,
+    settings_for,
+    unique_base,
+    wait_state,
+    wait_until,
+)
+from support.mqtt_env import read_retained
 
 from octoprint_mqtt.plugin import MqttPlugin
 

@@ -1,8 +1,8 @@
 """Property tests of the JSON the core writes for arbitrary Python values (hypothesis).
 
-What must hold (compat.md section 3): always valid JSON; keys in insertion order; non-string
-keys stringified as Python's json module does; NaN and infinities as null; integers of any
-size exact; values JSON cannot represent as their str()."""
+What must hold (docs/behaviour.md, topics and payloads): always valid JSON; keys in insertion
+order; non-string keys stringified as Python's json module does; NaN and infinities as null;
+integers of any size exact; values JSON cannot represent as their str()."""
 
 from __future__ import annotations
 

@@ -8,7 +8,7 @@ from __future__ import annotations
 import json
 from collections.abc import Mapping
 
-from corekit import connected_core, event_json
+from support.corekit import connected_core, event_json
 
 from octoprint_mqtt._core import encode_event, encode_json
 

@@ -1,5 +1,6 @@
 """Messages a broker refuses, and the bounds on what waits for it, against real Mosquitto
-brokers: one bad message never stops the others, and the counters say what happened."""
+brokers: one bad message never stops the others, and the counters say what happened.
+"""
 
 from __future__ import annotations
 
@@ -7,14 +8,23 @@ import logging
 import time
 
 import pytest
-from corekit import log_lines, settings_for, unique_base, wait_state, wait_until
-from mqtt_env import Broker, free_port, read_retained
+from support.corekit import (
+    connected_core,
+    log_lines,
+    settings_for,
+    unique_base,
+    wait_state,
+    wait_until,
+)
+from support.mqtt_env import Broker, free_port, read_retained
 
 from octoprint_mqtt.plugin import MqttPlugin
 
 # AWS IoT's limit, and a camera snapshot well over it.
 BROKER_LIMIT = 128 * 1024
 SNAPSHOT = b"\xff\xd8" + b"\0" * (512 * 1024 - 2)
+
+
 # MQTT header bytes besides topic and payload that the documented limit leaves room for.
 MESSAGE_MAX = 64 * 1024 * 1024 - 10
 LONG_TOPIC = 60_000
@@ -313,3 +323,10 @@ def test_mqtt5_publish_the_acl_refuses_is_dropped_once_and_the_rest_flows(
     assert status["rejected"] == 2 and status["reconnects"] == 0, status
     told = warnings(caplog, '"no/entry"')
     assert len(told) == 1 and "not authorised" in told[0], told
+
+
+def test_large_payload_is_not_refused(core_factory, session_broker, subscriber_factory):
+    core, sub, base = connected_core(core_factory, session_broker, subscriber_factory)
+    blob = bytes(range(256)) * 4096  # 1 MiB: far beyond rumqttc's 10 KiB default limit
+    assert core.publish(f"{base}blob", blob, False, 0, False, True)
+    assert sub.wait_for(f"{base}blob").payload == blob

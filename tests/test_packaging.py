@@ -11,9 +11,9 @@ import re
 
 import pytest
 import yaml
-from install_env import ROOT, project_version
 from packaging.requirements import Requirement
 from packaging.specifiers import SpecifierSet
+from support.install_env import ROOT, project_version
 
 import octoprint_mqtt
 from octoprint_mqtt.plugin import MqttPlugin

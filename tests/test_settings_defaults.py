@@ -1,5 +1,6 @@
-"""The settings tree other plugins read with its defaults (compat.md section 2): key names,
-values and types are public API, so they are compared with the contract's table as written."""
+"""The settings tree other plugins read with its defaults (docs/behaviour.md, settings
+tree): key names, values and types are public API, so they are compared with the contract's
+table as written."""
 
 from __future__ import annotations
 
@@ -9,7 +10,7 @@ EVENT_CLASSES = (
     "server comm files printjob gcode position timelapse slicing settings unclassified".split()
 )
 
-# compat.md section 2, key by key.
+# docs/behaviour.md, settings tree, key by key.
 CONTRACT = {
     "broker.url": None,
     "broker.port": 1883,

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import pytest
 import requests
-from corekit import settings_for, wait_state
+from support.corekit import settings_for, wait_state
 
 from octoprint_mqtt._core import test_connection as probe
 

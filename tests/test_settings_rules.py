@@ -7,8 +7,13 @@ all three, and by the core's parse of stored settings.
 
 from __future__ import annotations
 
+import os
+
 import pytest
-from corekit import LOGGER, settings_for
+from playwright import sync_api
+from support import browser_env
+from support.corekit import LOGGER, settings_for
+from support.octoprint_env import ADMIN_PASSWORD, ADMIN_USER
 
 from octoprint_mqtt import _core, validation
 from octoprint_mqtt.plugin import MqttPlugin, settings_defaults
@@ -75,16 +80,15 @@ def test_a_stored_port_0_falls_back_to_1883_with_a_warning(core_factory, broker,
 
 
 @pytest.mark.e2e
+@pytest.mark.browser
 @pytest.mark.timeout(240)
 def test_the_page_gives_the_same_verdicts(broker, octoprint_factory):
-    browser_env = pytest.importorskip("browser_env")
-    sync_api = pytest.importorskip("playwright.sync_api")
-    import os
-
     if not os.path.exists(browser_env.CHROMIUM):
-        pytest.skip("Debian's chromium is not installed (scripts/env.sh installs it)")
-    from octoprint_env import ADMIN_PASSWORD, ADMIN_USER
-
+        pytest.fail(
+            f"Debian's chromium is not installed at {browser_env.CHROMIUM} (scripts/test.sh "
+            "installs it)",
+            pytrace=False,
+        )
     octoprint = octoprint_factory({"broker": {"url": broker.host, "port": broker.port}})
     with sync_api.sync_playwright() as playwright:
         chromium = browser_env.launch(playwright)

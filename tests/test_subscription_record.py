@@ -8,7 +8,7 @@ import time
 
 import paho.mqtt.client as mqtt
 import pytest
-from corekit import settings_for, unique_base, wait_state, wait_until
+from support.corekit import settings_for, unique_base, wait_state, wait_until
 
 
 class SlowEq:

@@ -10,118 +10,23 @@ reason from failure.rs, unusable TLS files leave it "idle" with an ERROR naming 
 from __future__ import annotations
 
 import logging
-import os
-import socket
-import ssl
-from dataclasses import dataclass
-from pathlib import Path
 
 import pytest
-from corekit import LOGGER, event_json, settings_for, unique_base, wait_state, wait_until
-from mqtt_env import Broker, free_port, wait_for_port
-from tls_certs import Certs, Pair, make_certs
-
-NOT_TRUSTED = "TLS: the broker's certificate is not signed by a trusted CA"
-WRONG_NAME = "TLS: the broker's certificate is not valid for this host name"
-EXPIRED = "TLS: the broker's certificate has expired"
-CLIENT_CERT_REJECTED = "TLS: the broker rejected the client certificate"
-
-
-@dataclass
-class TlsBroker:
-    broker: Broker  # plain listener: broker.host / broker.port
-    tls_port: int
-
-
-@pytest.fixture(scope="session")
-def certs(tmp_path_factory: pytest.TempPathFactory) -> Certs:
-    c = make_certs(tmp_path_factory.mktemp("tls-certs"))
-    for path in c.directory.iterdir():
-        assert os.access(path, os.R_OK), f"cannot read {path}"
-    return c
-
-
-# Mosquitto (OpenSSL) offers TLS 1.3 by default, and rustls takes it. A listener limited to
-# TLS 1.2 comes from an OpenSSL config given to the mosquitto process only.
-OPENSSL_MAX_TLS12 = """\
-openssl_conf = default_conf
-[default_conf]
-ssl_conf = ssl_sect
-[ssl_sect]
-system_default = system_default_sect
-[system_default_sect]
-MaxProtocol = TLSv1.2
-"""
-
-
-def negotiated_tls_version(tb: TlsBroker, certs: Certs) -> str:
-    """The TLS version the broker's TLS listener agrees to (with a client certificate, in
-    case it requires one)."""
-    ctx = ssl.create_default_context(cafile=str(certs.ca))
-    ctx.load_cert_chain(certs.client_ec, certs.client_ec_sec1)
-    with socket.create_connection((tb.broker.host, tb.tls_port), timeout=5) as raw:
-        with ctx.wrap_socket(raw, server_hostname="localhost") as tls:
-            return tls.version()
-
-
-@pytest.fixture
-def tls_broker(broker_factory, certs: Certs, monkeypatch, tmp_path):
-    """tls_broker(server_pair, require_certificate=False, tls12=False, extra=()) -> TlsBroker;
-    `extra` are more lines for the TLS listener."""
-
-    def make(
-        server: Pair, require_certificate: bool = False, tls12: bool = False, extra=()
-    ) -> TlsBroker:
-        port = free_port()
-        lines = [
-            f"listener {port} 127.0.0.1",
-            f"cafile {certs.ca}",
-            f"certfile {server.cert}",
-            f"keyfile {server.key}",
-        ]
-        if require_certificate:
-            lines += ["require_certificate true", "use_identity_as_username true"]
-        lines += extra
-        with monkeypatch.context() as env:
-            if tls12:
-                conf = tmp_path / "openssl-max-tls12.cnf"
-                conf.write_text(OPENSSL_MAX_TLS12)
-                env.setenv("OPENSSL_CONF", str(conf))
-            broker = broker_factory("\n".join(lines))
-        # start() waited for the plain listener; the TLS one must accept too.
-        wait_for_port(broker.host, port, 5.0, broker.proc)
-        tb = TlsBroker(broker, port)
-        if require_certificate:
-            assert negotiated_tls_version(tb, certs) == ("TLSv1.2" if tls12 else "TLSv1.3")
-        return tb
-
-    return make
-
-
-def tls_settings(
-    tb: TlsBroker,
-    base: str | None = None,
-    *,
-    host: str = "localhost",
-    port: int | None = None,
-    ca: Path | None = None,
-    cert: Path | None = None,
-    key: Path | None = None,
-    insecure: bool = False,
-    protocol: str = "MQTTv311",
-    ciphers: str | None = None,
-) -> dict:
-    """Core settings for TLS to `tb` (its TLS port unless `port` is given)."""
-    files = {"ca_certs": ca, "certfile": cert, "keyfile": key, "ciphers": ciphers}
-    broker = {
-        "url": host,
-        "port": port or tb.tls_port,
-        "protocol": protocol,
-        "tls_active": True,
-        "tls": {name: str(path) for name, path in files.items() if path is not None},
-        "tls_insecure": insecure,
-    }
-    return settings_for(tb.broker, base, broker=broker)
+from support.corekit import (
+    LOGGER,
+    event_json,
+    tls_settings,
+    unique_base,
+    wait_state,
+    wait_until,
+)
+from support.tls_certs import (
+    CLIENT_CERT_REJECTED,
+    EXPIRED,
+    NOT_TRUSTED,
+    WRONG_NAME,
+    TlsBroker,
+)
 
 
 def assert_gets_through(core_factory, subscriber_factory, tb: TlsBroker, **kwargs) -> None:

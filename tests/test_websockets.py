@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import pytest
-from corekit import event_json, settings_for, unique_base, wait_state
-from mqtt_env import free_port
-from tls_certs import make_certs
+from support.corekit import event_json, settings_for, unique_base, wait_state
+from support.mqtt_env import free_port
+from support.tls_certs import make_certs
 
 
 def ws_broker(broker_factory, tls_lines: str = ""):

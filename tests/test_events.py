@@ -1,23 +1,32 @@
-"""Events through the core to a real broker: topics, JSON shape, class toggles, retain rule."""
+"""Events: topics, JSON shape, class toggles and the retain rule, through the core to a real
+broker, and end to end from a real OctoPrint (virtual printer) with the installed plugin.
+"""
 
 from __future__ import annotations
 
 import datetime
 import decimal
 import json
+import re
 from collections import OrderedDict
 
 import pytest
-from corekit import (
+from support.corekit import (
     connected_core,
     decimal_digits,
     event_json,
-    log_lines,
     settings_for,
     unique_base,
     wait_state,
 )
-from mqtt_env import read_retained
+from support.e2ekit import (
+    BASE,
+    STATUS_TOPIC,
+    assert_no_traceback,
+    event_topic,
+    payload_is,
+)
+from support.mqtt_env import Message, read_retained
 
 from octoprint_mqtt._core import encode_event
 
@@ -193,44 +202,6 @@ def test_retain_rule(core_factory, session_broker, subscriber_factory):
     assert not read_retained(session_broker.host, session_broker.port, f"{base2}event/#")
 
 
-def test_large_payload_is_not_refused(core_factory, session_broker, subscriber_factory):
-    core, sub, base = connected_core(core_factory, session_broker, subscriber_factory)
-    blob = bytes(range(256)) * 4096  # 1 MiB: far beyond rumqttc's 10 KiB default limit
-    assert core.publish(f"{base}blob", blob, False, 0, False, True)
-    assert sub.wait_for(f"{base}blob").payload == blob
-
-
-def test_mqtt5_and_legacy_protocol_setting(
-    core_factory, session_broker, subscriber_factory, caplog
-):
-    for protocol in ("MQTTv5", "MQTTv31"):
-        base = unique_base()
-        sub = subscriber_factory(session_broker.host, session_broker.port, f"{base}#")
-        core = core_factory(settings_for(session_broker, base, broker={"protocol": protocol}))
-        wait_state(core, "connected")
-        assert sub.wait_for(f"{base}mqtt").payload == b"connected"
-        core.publish_event("Home", {"p": protocol})
-        assert event_json(sub.wait_for(f"{base}event/Home"))["p"] == protocol
-    notes = [r.getMessage() for r in caplog.records if "MQTTv31" in r.getMessage()]
-    assert len(notes) == 1 and "3.1.1" in notes[0]
-
-
-@pytest.mark.parametrize("keepalive", [0, 2])
-def test_mqtt5_with_a_keepalive_under_five_seconds(
-    core_factory, session_broker, subscriber_factory, caplog, keepalive
-):
-    # MQTT 5 in the client library takes no keepalive under 5 s; the plugin must not die.
-    core, sub, base = connected_core(
-        core_factory,
-        session_broker,
-        subscriber_factory,
-        broker={"protocol": "MQTTv5", "keepalive": keepalive},
-    )
-    core.publish_event("Home", {"k": keepalive})
-    assert event_json(sub.wait_for(f"{base}event/Home"))["k"] == keepalive
-    assert log_lines(caplog, f"broker.keepalive {keepalive} s is not possible with MQTT 5")
-
-
 def test_containers_that_contain_themselves(core_factory, session_broker, subscriber_factory):
     # Python's json raises on these; the plugin writes the repeated container as its str()
     # (with Python's {...} for the cycle) and publishes the rest, at once.
@@ -255,19 +226,116 @@ def test_containers_that_contain_themselves(core_factory, session_broker, subscr
     assert json.loads(sub.wait_for(f"{base}helper").payload)["again"] == str(d)
 
 
-def test_an_unusable_setting_falls_back_alone(
-    core_factory, session_broker, subscriber_factory, caplog
-):
-    # A cleared number field saves "" or None: that key gets its default, with a warning,
-    # and every other setting (here the broker's port as text, the base topic) still applies.
-    core, sub, base = connected_core(
-        core_factory,
-        session_broker,
-        subscriber_factory,
-        broker={"port": str(session_broker.port), "keepalive": None, "lwRetain": "sometimes"},
+# The only events published with retain (when broker.retain is on).
+RETAINED_EVENTS = {"ZChange", "FirmwareData"}
+
+
+# Moves at several heights so that OctoPrint fires ZChange; a high feed rate
+# keeps the virtual printer from simulating slow moves.
+GCODE = "\n".join(
+    ["G21", "G90", "G28"]
+    + [
+        line
+        for z in (0.3, 0.5, 0.7)
+        for line in [f"G1 Z{z} F6000"]
+        + [f"G1 X{10 + 5 * i} Y{10 + 3 * i} F60000" for i in range(8)]
+    ]
+    + ["G1 Z5 F6000", "M84", ""]
+)
+
+
+def assert_event(
+    message: Message, name: str, keys: frozenset[str] | set[str] = frozenset()
+) -> dict:
+    """Check the plugin's event JSON shape and return the decoded payload."""
+    data = json.loads(message.payload)
+    assert data["_event"] == name, data
+    assert isinstance(data["_timestamp"], int), data
+    # The plugin appends its own keys after OctoPrint's payload.
+    assert list(data)[-2:] == ["_event", "_timestamp"], data
+    missing = keys - data.keys()
+    assert not missing, f"{name} payload lacks {missing}: {data}"
+    return data
+
+
+def plugin_published_status(broker_log: str, payload: bytes) -> bool:
+    """True if a client itself PUBLISHed `payload` on the status topic.
+
+    Mosquitto logs "Received PUBLISH from <client> (d0, q1, r1, m2,
+    'octoprint/mqtt', ... (12 bytes))". A last will is not logged this way, so
+    this tells an orderly publish apart from the broker sending the will.
+    """
+    pattern = re.compile(
+        rf"Received PUBLISH from \S+ \(d\d, q\d, r\d, m\d+, '{re.escape(STATUS_TOPIC)}',"
+        rf".*\({len(payload)} bytes\)\)"
     )
-    core.publish_event("Home", {})
-    sub.wait_for(f"{base}event/Home")
-    assert log_lines(caplog, "plugins.mqtt.broker.keepalive: ")
-    assert log_lines(caplog, "plugins.mqtt.broker.lwRetain: ")
-    assert len(log_lines(caplog, "using its default")) == 2
+    return bool(pattern.search(broker_log))
+
+
+@pytest.mark.e2e
+@pytest.mark.timeout(300)
+@pytest.mark.parametrize("protocol", ["MQTTv311", "MQTTv5"])
+def test_events_reach_the_broker(broker, subscriber_factory, octoprint_factory, protocol):
+    sub = subscriber_factory(broker.host, broker.port)
+    octoprint = octoprint_factory(
+        {"broker": {"url": broker.host, "port": broker.port, "protocol": protocol}}
+    )
+
+    # Startup fires before the MQTT connection is up: the plugin must queue it.
+    assert_event(sub.wait_for(event_topic("Startup"), timeout=30), "Startup")
+    status = sub.wait_for(STATUS_TOPIC, timeout=30, predicate=payload_is(b"connected"))
+    assert status.qos == 1
+
+    octoprint.connect_printer()
+    assert_event(
+        sub.wait_for(event_topic("Connected"), timeout=30),
+        "Connected",
+        {"port", "baudrate"},
+    )
+
+    octoprint.upload("e2e.gcode", GCODE, select=True, print_=True)
+    assert_event(
+        sub.wait_for(event_topic("FileAdded"), timeout=30),
+        "FileAdded",
+        {"storage", "path", "name", "type"},
+    )
+    assert_event(
+        sub.wait_for(event_topic("PrintStarted"), timeout=30),
+        "PrintStarted",
+        {"name", "path", "origin", "size"},
+    )
+    octoprint.wait_job_done(timeout=60, name="e2e.gcode")
+    done = assert_event(
+        sub.wait_for(event_topic("PrintDone"), timeout=30),
+        "PrintDone",
+        {"name", "path", "origin", "size", "time"},
+    )
+    assert done["name"] == "e2e.gcode"
+    z_changes = sub.messages(event_topic("ZChange"))
+    assert len(z_changes) >= 3, z_changes
+    for message in z_changes:
+        assert_event(message, "ZChange", {"new", "old"})
+
+    # Events are not retained, except the "current state" ones whose retain
+    # flag follows broker.retain (true by default).
+    retained = read_retained(broker.host, broker.port)
+    retained_events = {t for t in retained if t.startswith(f"{BASE}event/")}
+    assert event_topic("ZChange") in retained_events, retained_events
+    assert retained_events <= {event_topic(name) for name in RETAINED_EVENTS}, retained_events
+    assert retained[event_topic("ZChange")].payload == z_changes[-1].payload
+    assert retained[STATUS_TOPIC].payload == b"connected"
+
+    # Graceful shutdown: on_shutdown publishes "disconnected" itself, quickly.
+    shutdown_seconds = octoprint.stop()
+    assert octoprint.proc.returncode == 0, octoprint.serve_log_text()[-3000:]
+    assert shutdown_seconds < 10, f"shutdown took {shutdown_seconds:.1f}s"
+    sub.wait_for(STATUS_TOPIC, timeout=10, predicate=payload_is(b"disconnected"))
+    assert read_retained(broker.host, broker.port)[STATUS_TOPIC].payload == b"disconnected"
+    assert plugin_published_status(broker.log_text(), b"disconnected"), (
+        "the plugin did not publish 'disconnected' itself (only the will?):\n"
+        + broker.log_text()[-3000:]
+    )
+
+    log = octoprint.log_text()
+    assert " - octoprint.plugins.mqtt - " in log, "no plugin log lines in octoprint.log"
+    assert_no_traceback(log)

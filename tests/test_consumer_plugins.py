@@ -16,63 +16,39 @@ import importlib.util
 import json
 import re
 import time
-from pathlib import Path
 
-import paho.mqtt.client as mqtt
 import pytest
+from support.consumers import (
+    CONSUMER_DIR,
+    PSU,
+    PSU_SET,
+    PSU_STATUS_TOPIC,
+    mqtt_send,
+    reports,
+    wait_report,
+)
+from support.mqtt_env import read_retained
 
-try:
-    import octoprint_mqtt  # noqa: F401
-except ImportError as exc:
-    pytest.skip(
-        f"octoprint_mqtt is not importable ({exc}); pip-install the plugin "
-        "into this interpreter to run the end-to-end tests",
-        allow_module_level=True,
-    )
-
-# Walks every distribution: entry_points(group=...) needs Python 3.10, the suite runs on 3.8.
-if not any(
-    ep.group == "octoprint.plugin" and ep.name == "mqtt"
-    for dist in importlib.metadata.distributions()
-    for ep in dist.entry_points
-):
-    pytest.skip(
-        "no 'mqtt' entry point in group 'octoprint.plugin': the plugin is not installed",
-        allow_module_level=True,
-    )
-
-from mqtt_env import read_retained
-
-CONSUMER_DIR = Path(__file__).resolve().parent / "consumer_plugins"
 HASS = "e2e_hass_discovery"
 SNAP = "e2e_camera_snapshot"
-PSU = "e2e_psu_control"
 CONSUMERS = [CONSUMER_DIR / f"{name}.py" for name in (HASS, SNAP, PSU)]
-
 HELPER_NAMES = [
     "mqtt_publish",
     "mqtt_publish_with_timestamp",
     "mqtt_subscribe",
     "mqtt_unsubscribe",
 ]
+
+
 BASE = "octoprint/"
 STATUS_TOPIC = f"{BASE}mqtt"
 STATE_CONFIG_TOPIC = "homeassistant/sensor/e2e_printer_state/config"
 CONNECTED_CONFIG_TOPIC = "homeassistant/binary_sensor/e2e_printer_connected/config"
 PSU_STATE_TOPIC = f"{BASE}plugin/psucontrol/state"
-PSU_STATUS_TOPIC = f"{BASE}plugin/psucontrol/status"
-PSU_SET = "test/cmd/psu/set"
 PSU_TOGGLE = "test/cmd/psu/toggle"
 PSU_UNSUBSCRIBE = "test/cmd/psu/unsubscribe"
 SNAPSHOT_REQUEST = "test/cmd/snapshot"
 SNAPSHOT_TOPIC = f"{BASE}camera/cam0/snapshot"
-
-REPORT_LINE = re.compile(r" - octoprint\.plugins\.(\w+) - INFO - E2E (\w+) ([\w-]+) (\{.*\})$")
-
-
-# --------------------------------------------------------------------------
-# Helpers
-# --------------------------------------------------------------------------
 
 
 def load_consumer(name: str):
@@ -81,49 +57,6 @@ def load_consumer(name: str):
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module
-
-
-def reports(octoprint, plugin: str, step: str) -> list[dict]:
-    """Every `E2E <plugin> <step> <json>` line the consumer logged so far, decoded, in order."""
-    found = []
-    for line in octoprint.log_text().splitlines():
-        match = REPORT_LINE.search(line)
-        if match and match.group(1) == plugin and match.group(2) == plugin:
-            if match.group(3) == step:
-                found.append(json.loads(match.group(4)))
-    return found
-
-
-def wait_report(
-    octoprint, plugin: str, step: str, predicate=None, timeout: float = 20.0, count: int = 1
-) -> list[dict]:
-    """Wait until the consumer logged `count` matching reports of `step`; return them all."""
-    deadline = time.monotonic() + timeout
-    while True:
-        found = [r for r in reports(octoprint, plugin, step) if predicate is None or predicate(r)]
-        if len(found) >= count:
-            return found
-        if time.monotonic() > deadline:
-            lines = [line for line in octoprint.log_text().splitlines() if " E2E " in line]
-            raise AssertionError(
-                f"{plugin} did not report {step!r} ({count}x, {predicate}) within {timeout}s; "
-                "consumer lines:\n" + "\n".join(lines[-40:])
-            )
-        time.sleep(0.1)
-
-
-def mqtt_send(broker, topic: str, payload: bytes, retain: bool = False) -> None:
-    """Publish one QoS 1 message from a fresh paho client and wait for the PUBACK."""
-    client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, protocol=mqtt.MQTTv311)
-    client.connect(broker.host, broker.port, keepalive=30)
-    client.loop_start()
-    try:
-        info = client.publish(topic, payload, qos=1, retain=retain)
-        info.wait_for_publish(5)
-        assert info.is_published(), f"publish to {topic} not acknowledged"
-    finally:
-        client.disconnect()
-        client.loop_stop()
 
 
 def wait_broker_log(broker, pattern: str, timeout: float = 20.0, count: int = 1) -> None:
@@ -179,11 +112,6 @@ def wait_consumers_started(octoprint) -> dict[str, dict]:
         assert report["base"] == BASE, (plugin, report)
     assert started[HASS]["lw"] == "mqtt", started[HASS]
     return started
-
-
-# --------------------------------------------------------------------------
-# Tests
-# --------------------------------------------------------------------------
 
 
 @pytest.mark.e2e

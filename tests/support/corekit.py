@@ -6,12 +6,23 @@ import json
 import sys
 import time
 import uuid
-
-from octoprint_env import deep_merge
+from pathlib import Path
 
 from octoprint_mqtt._core import Core
+from support.octoprint_env import deep_merge
+from support.tls_certs import TlsBroker
 
 LOGGER = "octoprint.plugins.mqtt"
+
+# The core retries 1 s after the first failure, then 2 s later. Bringing the broker up
+# ~1.3 s after the first failure leaves ~1.7 s to subscribe before the core's next attempt,
+# so the subscriber sees everything the core flushes on connect.
+FIRST_RETRY_GAP = 1.3
+
+
+def seqs(sub, topic):
+    """The "seq" field of every event JSON `sub` received on `topic`, in order."""
+    return [event_json(m)["seq"] for m in sub.messages(topic)]
 
 
 def unique_base() -> str:
@@ -74,3 +85,29 @@ def connected_core(core_factory, b, subscriber_factory, /, **extra):
     wait_state(core, "connected")
     sub.wait_for(f"{base}mqtt")
     return core, sub, base
+
+
+def tls_settings(
+    tb: TlsBroker,
+    base: str | None = None,
+    *,
+    host: str = "localhost",
+    port: int | None = None,
+    ca: Path | None = None,
+    cert: Path | None = None,
+    key: Path | None = None,
+    insecure: bool = False,
+    protocol: str = "MQTTv311",
+    ciphers: str | None = None,
+) -> dict:
+    """Core settings for TLS to `tb` (its TLS port unless `port` is given)."""
+    files = {"ca_certs": ca, "certfile": cert, "keyfile": key, "ciphers": ciphers}
+    broker = {
+        "url": host,
+        "port": port or tb.tls_port,
+        "protocol": protocol,
+        "tls_active": True,
+        "tls": {name: str(path) for name, path in files.items() if path is not None},
+        "tls_insecure": insecure,
+    }
+    return settings_for(tb.broker, base, broker=broker)

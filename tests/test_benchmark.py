@@ -10,7 +10,7 @@ import sys
 from pathlib import Path
 
 import pytest
-from mqtt_env import free_port
+from support.mqtt_env import free_port
 
 WORKER = Path(__file__).resolve().parent.parent / "bench" / "worker.py"
 

@@ -18,6 +18,8 @@ from __future__ import annotations
 
 import datetime as dt
 import ipaddress
+import socket
+import ssl
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -25,6 +27,8 @@ from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
+
+from support.mqtt_env import Broker
 
 GOOD_HOSTS = ("localhost", "127.0.0.1")
 WRONG_HOST = "wrong.example"
@@ -221,3 +225,39 @@ def make_certs(directory: Path) -> Certs:
         ),
         client_untrusted=client_untrusted,
     )
+
+
+# What the core says about each TLS failure (session.rs).
+NOT_TRUSTED = "TLS: the broker's certificate is not signed by a trusted CA"
+WRONG_NAME = "TLS: the broker's certificate is not valid for this host name"
+EXPIRED = "TLS: the broker's certificate has expired"
+CLIENT_CERT_REJECTED = "TLS: the broker rejected the client certificate"
+
+
+@dataclass
+class TlsBroker:
+    broker: Broker  # plain listener: broker.host / broker.port
+    tls_port: int
+
+
+# Mosquitto (OpenSSL) offers TLS 1.3 by default, and rustls takes it. A listener limited to
+# TLS 1.2 comes from an OpenSSL config given to the mosquitto process only.
+OPENSSL_MAX_TLS12 = """\
+openssl_conf = default_conf
+[default_conf]
+ssl_conf = ssl_sect
+[ssl_sect]
+system_default = system_default_sect
+[system_default_sect]
+MaxProtocol = TLSv1.2
+"""
+
+
+def negotiated_tls_version(tb: TlsBroker, certs: Certs) -> str:
+    """The TLS version the broker's TLS listener agrees to (with a client certificate, in
+    case it requires one)."""
+    ctx = ssl.create_default_context(cafile=str(certs.ca))
+    ctx.load_cert_chain(certs.client_ec, certs.client_ec_sec1)
+    with socket.create_connection((tb.broker.host, tb.tls_port), timeout=5) as raw:
+        with ctx.wrap_socket(raw, server_hostname="localhost") as tls:
+            return tls.version()

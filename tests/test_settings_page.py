@@ -6,36 +6,19 @@ tests/artifacts/.
 
 from __future__ import annotations
 
-import importlib.metadata
 import os
 import re
 import time
 
 import pytest
 import requests
+from playwright.sync_api import expect, sync_playwright
+from support.browser_env import CHROMIUM, OctoPrintUi, launch
+from support.octoprint_env import ADMIN_PASSWORD, ADMIN_USER
 
-try:
-    from playwright.sync_api import expect, sync_playwright
-
-    import octoprint_mqtt  # noqa: F401
-except ImportError as exc:
-    pytest.skip(
-        f"{exc}: pip-install the plugin and tests/requirements.txt to run the browser tests",
-        allow_module_level=True,
-    )
-
-if not any(ep.name == "mqtt" for ep in importlib.metadata.entry_points(group="octoprint.plugin")):
-    pytest.skip("the plugin is not installed", allow_module_level=True)
-
-from browser_env import CHROMIUM, OctoPrintUi, launch
-from octoprint_env import ADMIN_PASSWORD, ADMIN_USER
-
-if not os.path.exists(CHROMIUM):
-    pytest.skip(
-        "Debian's chromium is not installed (scripts/env.sh installs it)", allow_module_level=True
-    )
-
-pytestmark = pytest.mark.e2e
+# The installed plugin is checked by conftest.py, as for every e2e test. Deselect the browser
+# tests with -m "not browser" where there is no Debian chromium (the release workflow does).
+pytestmark = [pytest.mark.e2e, pytest.mark.browser]
 
 STATUS_TOPIC = "octoprint/mqtt"
 USER, WRONG, RIGHT = "printer", "wrong-pw-U1x8", "right-pw-B4n6"
@@ -49,6 +32,11 @@ NAVBAR = 140
 
 @pytest.fixture(scope="module")
 def chromium():
+    if not os.path.exists(CHROMIUM):
+        pytest.fail(
+            f"Debian's chromium is not installed at {CHROMIUM} (scripts/test.sh installs it)",
+            pytrace=False,
+        )
     with sync_playwright() as playwright:
         browser = launch(playwright)
         yield browser

@@ -1,0 +1,106 @@
+"""Helpers of the end-to-end tests: a real OctoPrint (support/octoprint_env.py) with the
+installed plugin, talking to a real Mosquitto, checked by what the broker delivers.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from typing import Callable
+
+from support.mqtt_env import Message
+
+BASE = "octoprint/"
+STATUS_TOPIC = f"{BASE}mqtt"
+BED_TARGET = 45.0
+TOOL_TARGET = 70.0
+
+
+def broker_settings(broker, **extra) -> dict:
+    """plugins.mqtt settings pointing at `broker`, with extra top-level sections."""
+    return {"broker": {"url": broker.host, "port": broker.port}, **extra}
+
+
+def event_topic(name: str, base: str = BASE) -> str:
+    return f"{base}event/{name}"
+
+
+def payload_is(expected: bytes) -> Callable[[Message], bool]:
+    return lambda message: message.payload == expected
+
+
+def json_field_is(key: str, value) -> Callable[[Message], bool]:
+    return lambda message: json.loads(message.payload).get(key) == value
+
+
+def decode(message: Message) -> dict:
+    data = json.loads(message.payload)
+    assert isinstance(data, dict), message
+    return data
+
+
+def wait_until(check: Callable[[], object], timeout: float, describe: Callable[[], str]):
+    deadline = time.monotonic() + timeout
+    while True:
+        result = check()
+        if result:
+            return result
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout}s: {describe()}")
+        time.sleep(0.2)
+
+
+def assert_no_traceback(log: str) -> None:
+    index = log.find("Traceback")
+    assert index < 0, "octoprint.log has a traceback:\n" + log[max(0, index - 2000) : index + 3000]
+
+
+def heating_print_gcode(moves: int, dwell_ms: int) -> str:
+    """Heats bed and hotend (waiting for both), then extrudes `moves` short moves, each
+    followed by a dwell: the print takes about moves * dwell_ms plus the heating time.
+    Extrusion is what gives OctoPrint's analysis an estimated print time and printing area."""
+    lines = [
+        "G21",
+        "G90",
+        "M82",
+        f"M140 S{BED_TARGET:g}",
+        f"M104 S{TOOL_TARGET:g}",
+        f"M190 S{BED_TARGET:g}",
+        f"M109 S{TOOL_TARGET:g}",
+        "G28",
+        "G92 E0",
+        "G1 Z0.3 F3000",
+    ]
+    for i in range(moves):
+        lines.append(f"G1 X{20 + i} Y{20 + i % 7} E{0.05 * (i + 1):.2f} F3000")
+        lines.append(f"G4 P{dwell_ms}")
+    lines += ["M104 S0", "M140 S0", "M84", ""]
+    return "\n".join(lines)
+
+
+QUICK_GCODE = "\n".join(
+    ["G21", "G90", "G28", "G92 E0"]
+    + [f"G1 X{10 + i} Y{10 + i} E{0.1 * (i + 1):.1f} F6000\nG4 P100" for i in range(15)]
+    + ["M84", ""]
+)
+
+
+def upload_analysed(octoprint, sub, name: str, gcode: str, base: str = BASE) -> dict:
+    """Upload without printing and wait for OctoPrint's analysis, so that the file's metadata
+    is complete when the print starts (OctoPrint pauses analysis while printing)."""
+    octoprint.upload(name, gcode, select=False, print_=False)
+    sub.wait_for(
+        event_topic("MetadataAnalysisFinished", base),
+        timeout=30,
+        predicate=json_field_is("name", name),
+    )
+    return octoprint.file_info(name)
+
+
+def sub_topics(sub, topic_filter: str, base: str = BASE) -> set[str]:
+    """The topics under `base` matching `topic_filter` that `sub` received so far."""
+    return {m.topic for m in sub.messages(f"{base}{topic_filter}")}
+
+
+def mqtt_config(octoprint) -> dict:
+    return (octoprint.read_config().get("plugins") or {}).get("mqtt") or {}

@@ -37,17 +37,58 @@ fn is_closed(io: &io::Error) -> bool {
     ) && rustls_cause(io).is_none()
 }
 
+/// What rumqttc's two error types (3.1.1 and 5, `$m` the module of each) say alike about a
+/// lost connection, and what they say alike in words: written once for both.
+macro_rules! closed {
+    ($m:ident, $e:expr) => {{
+        use $m::{ConnectionError as E, StateError as S};
+        match $e {
+            E::Io(io)
+            | E::MqttState(S::Io(io))
+            | E::MqttState(S::Deserialization($m::mqttbytes::Error::Io(io))) => is_closed(io),
+            E::MqttState(S::ConnectionAborted) => true,
+            _ => false,
+        }
+    }};
+}
+
+macro_rules! describe_shared {
+    ($m:ident, $e:expr, $address:expr, $ctx:expr) => {{
+        use $m::{ConnectionError as E, StateError as S};
+        let (address, ctx) = ($address, $ctx);
+        // A closure, so that `return None` leaves only this match.
+        (|| {
+            Some(match $e {
+            // Reads fail inside the packet decoder (a TLS 1.3 alert, a reset): say what the
+            // I/O error was, not that the packet was malformed.
+            E::Io(io)
+            | E::MqttState(S::Io(io))
+            | E::MqttState(S::Deserialization($m::mqttbytes::Error::Io(io))) => {
+                describe_io(io, address, ctx)
+            }
+            E::MqttState(S::AwaitPingResp) => {
+                "the broker stopped answering (no reply to the keepalive ping)".into()
+            }
+            E::MqttState(S::ConnectionAborted) => "the broker closed the connection".into(),
+            E::Tls(t) => describe_tls(t, ctx),
+            E::NotConnAck(_) => format!("{address} did not answer like an MQTT broker"),
+            E::RequestsDone => "the MQTT client stopped".into(),
+            E::Websocket(w) => format!("WebSocket: {w}"),
+            E::WsConnect(w) => format!("WebSocket: {w}"),
+            E::InvalidUrl(_) => format!("WebSocket: {address} does not make a valid URL (check broker.url and broker.ws_path)"),
+            E::ResponseValidation(_) => "WebSocket: the server did not accept an MQTT WebSocket connection (check broker.ws_path)".into(),
+            _ => return None,
+            })
+        })()
+    }};
+}
+
 pub fn loss_v4(e: &rumqttc::ConnectionError) -> Loss {
     use rumqttc::{ConnectionError as E, StateError as S};
+    if closed!(rumqttc, e) {
+        return Loss::Closed;
+    }
     match e {
-        E::Io(io)
-        | E::MqttState(S::Io(io))
-        | E::MqttState(S::Deserialization(rumqttc::mqttbytes::Error::Io(io)))
-            if is_closed(io) =>
-        {
-            Loss::Closed
-        }
-        E::MqttState(S::ConnectionAborted) => Loss::Closed,
         E::MqttState(S::Deserialization(rumqttc::mqttbytes::Error::OutgoingPacketTooLarge {
             ..
         })) => Loss::MessageRefused("larger than this client's 64 MiB packet limit"),
@@ -58,15 +99,10 @@ pub fn loss_v4(e: &rumqttc::ConnectionError) -> Loss {
 pub fn loss_v5(e: &v5::ConnectionError) -> Loss {
     use v5::mqttbytes::v5::DisconnectReasonCode as D;
     use v5::{ConnectionError as E, StateError as S};
+    if closed!(v5, e) {
+        return Loss::Closed;
+    }
     match e {
-        E::Io(io)
-        | E::MqttState(S::Io(io))
-        | E::MqttState(S::Deserialization(v5::mqttbytes::Error::Io(io)))
-            if is_closed(io) =>
-        {
-            Loss::Closed
-        }
-        E::MqttState(S::ConnectionAborted) => Loss::Closed,
         E::MqttState(
             S::OutgoingPacketTooLarge { .. }
             | S::Deserialization(v5::mqttbytes::Error::OutgoingPacketTooLarge { .. }),
@@ -127,36 +163,30 @@ pub fn disconnect_reason(code: &v5::mqttbytes::v5::DisconnectReasonCode) -> Opti
     })
 }
 
-pub fn puback_reason(r: &v5::mqttbytes::v5::PubAckReason) -> &'static str {
-    use v5::mqttbytes::v5::PubAckReason as R;
-    match r {
-        R::NotAuthorized => "not authorised",
-        R::TopicNameInvalid => "topic name invalid",
-        R::PacketIdentifierInUse => "packet identifier in use",
-        R::QuotaExceeded => "quota exceeded",
-        R::PayloadFormatInvalid => "payload format invalid",
-        // Mosquitto's answer to a message over its message_size_limit.
-        R::ImplementationSpecificError => {
-            "implementation-specific error (for Mosquitto: over its message_size_limit?)"
+/// An MQTT 5 acknowledgement's failure reason in words; PUBACK and PUBREC have the same
+/// reasons as types of their own.
+macro_rules! ack_reason {
+    ($name:ident, $reason:ident) => {
+        pub fn $name(r: &v5::mqttbytes::v5::$reason) -> &'static str {
+            use v5::mqttbytes::v5::$reason as R;
+            match r {
+                R::NotAuthorized => "not authorised",
+                R::TopicNameInvalid => "topic name invalid",
+                R::PacketIdentifierInUse => "packet identifier in use",
+                R::QuotaExceeded => "quota exceeded",
+                R::PayloadFormatInvalid => "payload format invalid",
+                // Mosquitto's answer to a message over its message_size_limit.
+                R::ImplementationSpecificError => {
+                    "implementation-specific error (for Mosquitto: over its message_size_limit?)"
+                }
+                _ => "unspecified error",
+            }
         }
-        _ => "unspecified error",
-    }
+    };
 }
 
-pub fn pubrec_reason(r: &v5::mqttbytes::v5::PubRecReason) -> &'static str {
-    use v5::mqttbytes::v5::PubRecReason as R;
-    match r {
-        R::NotAuthorized => "not authorised",
-        R::TopicNameInvalid => "topic name invalid",
-        R::PacketIdentifierInUse => "packet identifier in use",
-        R::QuotaExceeded => "quota exceeded",
-        R::PayloadFormatInvalid => "payload format invalid",
-        R::ImplementationSpecificError => {
-            "implementation-specific error (for Mosquitto: over its message_size_limit?)"
-        }
-        _ => "unspecified error",
-    }
-}
+ack_reason!(puback_reason, PubAckReason);
+ack_reason!(pubrec_reason, PubRecReason);
 
 /// What the failure descriptions need to know about the settings.
 #[derive(Debug, Clone, Copy, Default)]
@@ -257,7 +287,10 @@ fn describe_io(e: &io::Error, address: &str, ctx: Ctx) -> String {
 }
 
 pub fn describe_v4(e: &rumqttc::ConnectionError, address: &str, ctx: Ctx) -> String {
-    use rumqttc::{ConnectReturnCode as C, ConnectionError as E, StateError as S};
+    use rumqttc::{ConnectReturnCode as C, ConnectionError as E};
+    if let Some(said) = describe_shared!(rumqttc, e, address, ctx) {
+        return said;
+    }
     match e {
         E::ConnectionRefused(code) => match code {
             C::BadUserNamePassword => {
@@ -273,35 +306,22 @@ pub fn describe_v4(e: &rumqttc::ConnectionError, address: &str, ctx: Ctx) -> Str
             }
             C::Success => "the broker answered CONNACK success but the connection failed".into(),
         },
-        E::Io(io) => describe_io(io, address, ctx),
-        E::MqttState(S::Io(io)) => describe_io(io, address, ctx),
-        E::MqttState(S::AwaitPingResp) => {
-            "the broker stopped answering (no reply to the keepalive ping)".into()
-        }
-        E::MqttState(S::ConnectionAborted) => "the broker closed the connection".into(),
-        // Reads fail inside the packet decoder (a TLS 1.3 alert, a reset): say what the I/O
-        // error was, not that the packet was malformed.
-        E::MqttState(S::Deserialization(rumqttc::mqttbytes::Error::Io(io))) => {
-            describe_io(io, address, ctx)
-        }
         E::MqttState(other) => format!("MQTT protocol error: {other}"),
         E::NetworkTimeout => {
             format!("timed out connecting to {address} (no answer within {CONNECT_TIMEOUT_SECS} s)")
         }
         E::FlushTimeout => format!("timed out sending to {address}"),
-        E::Tls(t) => describe_tls(t, ctx),
-        E::NotConnAck(_) => format!("{address} did not answer like an MQTT broker"),
-        E::RequestsDone => "the MQTT client stopped".into(),
-        E::Websocket(w) => format!("WebSocket: {w}"),
-        E::WsConnect(w) => format!("WebSocket: {w}"),
-        E::InvalidUrl(_) => format!("WebSocket: {address} does not make a valid URL (check broker.url and broker.ws_path)"),
-        E::ResponseValidation(_) => "WebSocket: the server did not accept an MQTT WebSocket connection (check broker.ws_path)".into(),
+        // Described above.
+        other => other.to_string(),
     }
 }
 
 pub fn describe_v5(e: &v5::ConnectionError, address: &str, ctx: Ctx) -> String {
     use v5::mqttbytes::v5::ConnectReturnCode as C;
     use v5::{ConnectionError as E, StateError as S};
+    if let Some(said) = describe_shared!(v5, e, address, ctx) {
+        return said;
+    }
     match e {
         E::ConnectionRefused(code) => {
             let why = match code {
@@ -322,15 +342,6 @@ pub fn describe_v5(e: &v5::ConnectionError, address: &str, ctx: Ctx) -> String {
                 other => return format!("the broker refused the connection: {other:?}"),
             };
             format!("the broker refused the connection: {why}")
-        }
-        E::Io(io) => describe_io(io, address, ctx),
-        E::MqttState(S::Io(io)) => describe_io(io, address, ctx),
-        E::MqttState(S::AwaitPingResp) => {
-            "the broker stopped answering (no reply to the keepalive ping)".into()
-        }
-        E::MqttState(S::ConnectionAborted) => "the broker closed the connection".into(),
-        E::MqttState(S::Deserialization(v5::mqttbytes::Error::Io(io))) => {
-            describe_io(io, address, ctx)
         }
         E::MqttState(S::Deserialization(v5::mqttbytes::Error::InvalidConnectReturnCode(code))) => {
             let why = v5::mqttbytes::v5::DisconnectReasonCode::try_from(*code)
@@ -359,13 +370,8 @@ pub fn describe_v5(e: &v5::ConnectionError, address: &str, ctx: Ctx) -> String {
         E::Timeout(_) => {
             format!("timed out connecting to {address} (no answer within {CONNECT_TIMEOUT_SECS} s)")
         }
-        E::Tls(t) => describe_tls(t, ctx),
-        E::NotConnAck(_) => format!("{address} did not answer like an MQTT broker"),
-        E::RequestsDone => "the MQTT client stopped".into(),
-        E::Websocket(w) => format!("WebSocket: {w}"),
-        E::WsConnect(w) => format!("WebSocket: {w}"),
-        E::InvalidUrl(_) => format!("WebSocket: {address} does not make a valid URL (check broker.url and broker.ws_path)"),
-        E::ResponseValidation(_) => "WebSocket: the server did not accept an MQTT WebSocket connection (check broker.ws_path)".into(),
+        // Described above.
+        other => other.to_string(),
     }
 }
 

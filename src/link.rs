@@ -271,74 +271,117 @@ struct Step {
     heard: bool,
 }
 
+/// One event of rumqttc's: a packet from the broker, translated, or one of ours going out.
+enum Polled {
+    Incoming(Option<NetEvent>),
+    Outgoing(rumqttc::Outgoing),
+}
+
 /// rumqttc's two event loops (MQTT 3.1.1 and 5) behind one face, so one driver runs both.
 trait Link {
     /// Polls once; the error is the failure, already in words.
-    async fn step(&mut self) -> Result<Step, Failure>;
+    async fn poll(&mut self) -> Result<Polled, Failure>;
+
+    async fn step(&mut self) -> Result<Step, Failure> {
+        Ok(match self.poll().await? {
+            Polled::Incoming(event) => Step { event, heard: true },
+            Polled::Outgoing(o) => Step {
+                event: outgoing(o),
+                heard: false,
+            },
+        })
+    }
+
     /// Forgets the connection and everything rumqttc would replay on its own: the core
     /// re-sends what was not acknowledged itself. rumqttc's buffered events go too: after the
     /// next CONNACK, a stale "written" from the old connection would be taken for a new one.
     fn reset(&mut self);
 }
 
+fn received(topic: String, payload: &[u8], qos: u8, retain: bool) -> Option<NetEvent> {
+    Some(NetEvent::Message(Incoming {
+        topic,
+        payload: payload.to_vec(),
+        qos,
+        retain,
+    }))
+}
+
+/// `granted`: every filter of the SUBSCRIBE was accepted.
+fn suback(pkid: u16, granted: bool) -> Option<NetEvent> {
+    Some(NetEvent::SubAck { pkid, granted })
+}
+
+/// What both protocol versions report of their own packets going out.
+fn outgoing(o: rumqttc::Outgoing) -> Option<NetEvent> {
+    use rumqttc::Outgoing;
+    match o {
+        Outgoing::Publish(pkid) => Some(NetEvent::Written(pkid)),
+        Outgoing::Subscribe(pkid) => Some(NetEvent::SubscribeSent(pkid)),
+        Outgoing::Disconnect => Some(NetEvent::DisconnectSent),
+        _ => None,
+    }
+}
+
+/// What [`Link::reset`] does, alike for both event loops (types of their own).
+macro_rules! forget {
+    ($el:expr) => {{
+        $el.clean();
+        $el.pending.clear();
+        $el.state.events.clear();
+    }};
+}
+
 struct V4(rumqttc::EventLoop, String, Ctx);
 struct V5(v5::EventLoop, String, Ctx);
 
 impl Link for V4 {
-    async fn step(&mut self) -> Result<Step, Failure> {
-        use rumqttc::{Event, Outgoing, Packet};
+    async fn poll(&mut self) -> Result<Polled, Failure> {
+        use rumqttc::{Event, Packet};
         let ev = self.0.poll().await.map_err(|e| Failure {
             reason: describe_v4(&e, &self.1, self.2),
             loss: loss_v4(&e),
         })?;
-        let heard = matches!(ev, Event::Incoming(_));
-        let event = match ev {
-            Event::Incoming(Packet::ConnAck(_)) => Some(NetEvent::Connected { max_packet: None }),
-            Event::Incoming(Packet::Publish(p)) => Some(NetEvent::Message(Incoming {
-                topic: p.topic,
-                payload: p.payload.to_vec(),
-                qos: p.qos as u8,
-                retain: p.retain,
-            })),
-            Event::Incoming(Packet::PubAck(a)) => Some(NetEvent::Acked(a.pkid)),
-            Event::Incoming(Packet::PubComp(a)) => Some(NetEvent::Acked(a.pkid)),
-            Event::Incoming(Packet::SubAck(a)) => Some(NetEvent::SubAck {
-                pkid: a.pkid,
-                granted: a
-                    .return_codes
-                    .iter()
-                    .all(|c| !matches!(c, rumqttc::SubscribeReasonCode::Failure)),
-            }),
-            Event::Outgoing(Outgoing::Publish(pkid)) => Some(NetEvent::Written(pkid)),
-            Event::Outgoing(Outgoing::Subscribe(pkid)) => Some(NetEvent::SubscribeSent(pkid)),
-            Event::Outgoing(Outgoing::Disconnect) => Some(NetEvent::DisconnectSent),
-            _ => None,
+        let packet = match ev {
+            Event::Incoming(packet) => packet,
+            Event::Outgoing(o) => return Ok(Polled::Outgoing(o)),
         };
-        Ok(Step { event, heard })
+        Ok(Polled::Incoming(match packet {
+            Packet::ConnAck(_) => Some(NetEvent::Connected { max_packet: None }),
+            Packet::Publish(p) => received(p.topic, &p.payload, p.qos as u8, p.retain),
+            Packet::PubAck(a) => Some(NetEvent::Acked(a.pkid)),
+            Packet::PubComp(a) => Some(NetEvent::Acked(a.pkid)),
+            Packet::SubAck(a) => {
+                let mut codes = a.return_codes.iter();
+                let granted = codes.all(|c| !matches!(c, rumqttc::SubscribeReasonCode::Failure));
+                suback(a.pkid, granted)
+            }
+            _ => None,
+        }))
     }
 
     fn reset(&mut self) {
-        self.0.clean();
-        self.0.pending.clear();
-        self.0.state.events.clear();
+        forget!(self.0);
     }
 }
 
 impl Link for V5 {
-    async fn step(&mut self) -> Result<Step, Failure> {
-        use rumqttc::Outgoing;
+    async fn poll(&mut self) -> Result<Polled, Failure> {
         use v5::mqttbytes::v5::{Packet, PubAckReason, PubRecReason, SubscribeReasonCode};
         use v5::Event;
         let ev = self.0.poll().await.map_err(|e| Failure {
             reason: describe_v5(&e, &self.1, self.2),
             loss: loss_v5(&e),
         })?;
-        let heard = matches!(ev, Event::Incoming(_));
-        let event = match ev {
-            Event::Incoming(Packet::ConnAck(c)) => Some(NetEvent::Connected {
+        let packet = match ev {
+            Event::Incoming(packet) => packet,
+            Event::Outgoing(o) => return Ok(Polled::Outgoing(o)),
+        };
+        Ok(Polled::Incoming(match packet {
+            Packet::ConnAck(c) => Some(NetEvent::Connected {
                 max_packet: c.properties.and_then(|p| p.max_packet_size),
             }),
-            Event::Incoming(Packet::PubAck(a))
+            Packet::PubAck(a)
                 if !matches!(
                     a.reason,
                     PubAckReason::Success | PubAckReason::NoMatchingSubscribers
@@ -349,7 +392,7 @@ impl Link for V5 {
                     reason: puback_reason(&a.reason),
                 })
             }
-            Event::Incoming(Packet::PubRec(a))
+            Packet::PubRec(a)
                 if !matches!(
                     a.reason,
                     PubRecReason::Success | PubRecReason::NoMatchingSubscribers
@@ -360,33 +403,23 @@ impl Link for V5 {
                     reason: pubrec_reason(&a.reason),
                 })
             }
-            Event::Incoming(Packet::Publish(p)) => Some(NetEvent::Message(Incoming {
-                topic: String::from_utf8_lossy(&p.topic).into_owned(),
-                payload: p.payload.to_vec(),
-                qos: p.qos as u8,
-                retain: p.retain,
-            })),
-            Event::Incoming(Packet::PubAck(a)) => Some(NetEvent::Acked(a.pkid)),
-            Event::Incoming(Packet::PubComp(a)) => Some(NetEvent::Acked(a.pkid)),
-            Event::Incoming(Packet::SubAck(a)) => Some(NetEvent::SubAck {
-                pkid: a.pkid,
-                granted: a
-                    .return_codes
-                    .iter()
-                    .all(|c| matches!(c, SubscribeReasonCode::Success(_))),
-            }),
-            Event::Outgoing(Outgoing::Publish(pkid)) => Some(NetEvent::Written(pkid)),
-            Event::Outgoing(Outgoing::Subscribe(pkid)) => Some(NetEvent::SubscribeSent(pkid)),
-            Event::Outgoing(Outgoing::Disconnect) => Some(NetEvent::DisconnectSent),
+            Packet::Publish(p) => {
+                let topic = String::from_utf8_lossy(&p.topic).into_owned();
+                received(topic, &p.payload, p.qos as u8, p.retain)
+            }
+            Packet::PubAck(a) => Some(NetEvent::Acked(a.pkid)),
+            Packet::PubComp(a) => Some(NetEvent::Acked(a.pkid)),
+            Packet::SubAck(a) => {
+                let mut codes = a.return_codes.iter();
+                let granted = codes.all(|c| matches!(c, SubscribeReasonCode::Success(_)));
+                suback(a.pkid, granted)
+            }
             _ => None,
-        };
-        Ok(Step { event, heard })
+        }))
     }
 
     fn reset(&mut self) {
-        self.0.clean();
-        self.0.pending.clear();
-        self.0.state.events.clear();
+        forget!(self.0);
     }
 }
 

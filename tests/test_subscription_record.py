@@ -43,13 +43,20 @@ def publish_from_outside(broker, topic, payload, qos=1):
         client.loop_stop()
 
 
-@pytest.mark.timeout(60)
-def test_the_same_callback_registered_from_many_threads_at_once_is_called_once(
-    core_factory, session_broker
-):
+@pytest.fixture
+def connected(core_factory, session_broker):
+    """A connected core under a base topic of its own: (core, base)."""
     base = unique_base()
     core = core_factory(settings_for(session_broker, base))
     wait_state(core, "connected")
+    return core, base
+
+
+@pytest.mark.timeout(60)
+def test_the_same_callback_registered_from_many_threads_at_once_is_called_once(
+    connected, session_broker
+):
+    core, base = connected
     # A first registration, so that every later one compares (slowly) against it.
     core.subscribe(f"{base}a", SlowEq("first"))
     same = [SlowEq("dup") for _ in range(8)]
@@ -66,10 +73,8 @@ def test_the_same_callback_registered_from_many_threads_at_once_is_called_once(
 
 
 @pytest.mark.timeout(60)
-def test_the_brokers_qos_follows_the_highest_remaining_subscriber(core_factory, session_broker):
-    base = unique_base()
-    core = core_factory(settings_for(session_broker, base))
-    wait_state(core, "connected")
+def test_the_brokers_qos_follows_the_highest_remaining_subscriber(connected, session_broker):
+    core, base = connected
     high, low = SlowEq("high"), SlowEq("low")
     core.subscribe(f"{base}q", high, qos=1)
     core.subscribe(f"{base}q", low, qos=0)
@@ -86,11 +91,9 @@ def test_the_brokers_qos_follows_the_highest_remaining_subscriber(core_factory, 
 
 @pytest.mark.timeout(90)
 def test_subscribe_and_unsubscribe_racing_leave_the_broker_with_what_the_registry_says(
-    core_factory, session_broker
+    connected, session_broker
 ):
-    base = unique_base()
-    core = core_factory(settings_for(session_broker, base))
-    wait_state(core, "connected")
+    core, base = connected
     topic = f"{base}r"
 
     def churn(n):

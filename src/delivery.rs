@@ -74,9 +74,10 @@ impl Delivery {
         self.note_drops(dropped, connected);
     }
 
-    /// Puts a message in front of everything waiting (the status message at connect).
+    /// Puts a message in front of everything waiting (the status message at connect); room is
+    /// made by dropping the oldest of the others, never it.
     pub fn push_front(&mut self, m: Message, connected: bool) {
-        let dropped = self.waiting.requeue_front(std::iter::once(m));
+        let dropped = self.waiting.push_first(m);
         self.note_drops(dropped, connected);
     }
 

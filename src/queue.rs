@@ -49,6 +49,22 @@ impl OfflineQueue {
         self.trim()
     }
 
+    /// Puts a message in front that must go first (the status message at connect), making
+    /// room by dropping the oldest of the others; returns how many.
+    pub fn push_first(&mut self, msg: Message) -> u64 {
+        self.bytes += msg.cost();
+        self.items.push_front(msg);
+        let mut n = 0;
+        while self.items.len() > 1
+            && (self.items.len() > self.capacity || self.bytes > self.byte_capacity)
+        {
+            let dropped = self.items.remove(1).expect("a second message");
+            self.bytes -= dropped.cost();
+            n += 1;
+        }
+        n
+    }
+
     pub fn pop_front(&mut self) -> Option<Message> {
         let msg = self.items.pop_front()?;
         self.bytes -= msg.cost();
@@ -162,6 +178,17 @@ mod tests {
         assert_eq!(q.push_back(long(2)), 0);
         assert_eq!(q.push_back(long(3)), 1);
         assert_eq!(q.len(), 2);
+    }
+
+    #[test]
+    fn the_first_message_is_kept_and_the_oldest_after_it_make_room() {
+        let mut q = OfflineQueue::with_byte_capacity(3, 100);
+        for i in 1..=3 {
+            q.push_back(msg(i));
+        }
+        assert_eq!(q.push_first(msg(9)), 1);
+        let topics: Vec<_> = std::iter::from_fn(|| q.pop_front().map(|m| m.topic)).collect();
+        assert_eq!(topics, ["t/9", "t/2", "t/3"]);
     }
 
     #[test]

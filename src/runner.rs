@@ -387,7 +387,8 @@ impl Runner {
                 Err(_) => break,
             }
         }
-        self.delivery.update_depth();
+        // Acknowledgements make room in transit: what waits goes on (also updates the depth).
+        self.pump();
     }
 
     fn net_event(&mut self, ev: Option<NetEvent>) {

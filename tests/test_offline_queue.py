@@ -61,8 +61,9 @@ def test_offline_queue_is_bounded_in_bytes_too(core_factory, broker, subscriber_
     wait_state(core, "backing_off")
     topic = f"{base}snap"
     for i in range(100):
-        # Each costs 1 MiB with its topic: the bound counts topics too.
-        blob = i.to_bytes(4, "big") + bytes(1024 * 1024 - 4 - len(topic))
+        # Each costs a little less than 1 MiB with its topic (the bound counts topics too), so
+        # that 64 and the status message sent at connect fit, and 65 do not.
+        blob = i.to_bytes(4, "big") + bytes(1024 * 1024 - 64 - 4 - len(topic))
         assert core.publish(topic, blob, False, 1, True, True) is True
     wait_until(lambda: core.status()["dropped"] == 36, what="36 drops")
     time.sleep(FIRST_RETRY_GAP)

@@ -23,7 +23,22 @@ class Core:
         ``queue=None`` follows ``publish.queueWhileOffline``."""
     def publish_temperatures(self, data: Mapping[str, Any]) -> int:
         """One sample of OctoPrint's printer callback; publishes the heaters that changed by
-        the threshold (or are new) and returns how many."""
+        the threshold (or are new), paced by ``publish.temperatureInterval``, keeps the sample
+        for the state topic, and returns how many messages went out now."""
+    def printer_state(
+        self, state_id: str, state_string: str, job: Optional[Mapping[str, Any]] = None
+    ) -> int:
+        """A ``PrinterStateChanged`` (its ``state_id`` and ``state_string``) with the job as
+        ``printer.get_current_job()`` reports it: the state topic at once when it changed."""
+    def printer_error(self, error: str) -> int:
+        """An ``Error`` event's text: reported in the state until the printer connects again."""
+    def printer_data(
+        self,
+        job: Optional[Mapping[str, Any]] = None,
+        progress: Optional[Mapping[str, Any]] = None,
+    ) -> int:
+        """``job`` and ``progress`` of OctoPrint's current data: a new job is published at
+        once, new progress at most once per ``publish.stateInterval``."""
     def publish_metadata(self, metadata: Optional[Mapping[str, Any]] = None) -> int:
         """The configured metadata keys (dots walk into nested dicts) of a file's metadata,
         or with ``None`` an empty payload per key (clears retained values)."""
@@ -68,6 +83,10 @@ class Core:
     def wait_status(self, seen: int, timeout: float = 1.0) -> int:
         """Waits without the GIL until the status version differs from ``seen`` (state,
         broker or last error changed) or ``timeout`` passed; returns the current version."""
+
+def progress_percent(progress: Mapping[str, Any]) -> int:
+    """Whole percent of OctoPrint's ``progress`` dict (PrintTimeGenius's time ratio when it is
+    the origin of ``printTimeLeft``), as the progress and state topics give it."""
 
 def validate_topic(topic: str) -> None:
     """ValueError when ``topic`` cannot be published to (empty, wildcards, NUL, too long)."""

@@ -15,7 +15,7 @@ from octoprint.util import RepeatedTimer
 from . import api, validation
 
 # The only import of the native module.
-from ._core import Core, default_settings, setting_rules, validate_topic
+from ._core import Core, default_settings, progress_percent, setting_rules, validate_topic
 from .status_push import StatusPusher
 
 PROGRESS_INTERVAL = 5.0
@@ -32,15 +32,6 @@ def settings_defaults():
     """The settings tree of docs/behaviour.md §2, plus keys added since: the core's, which
     reads them (a fresh copy on each call)."""
     return default_settings()
-
-
-def progress_percent(progress):
-    """OctoPrint's completion rounded; with PrintTimeGenius, its more accurate time ratio."""
-    if progress.get("printTimeLeftOrigin") == "genius":
-        spent, left = progress.get("printTime"), progress.get("printTimeLeft")
-        if spent is not None and left is not None and spent + left > 0:
-            return max(0, min(100, int(round(spent * 100.0 / (spent + left)))))
-    return max(0, min(100, int(round(progress.get("completion") or 0))))
 
 
 def is_paused_for_user(line):
@@ -154,6 +145,15 @@ class MqttPlugin(
     # ~~ lifecycle
 
     def on_startup(self, host, port):
+        # The state topic's first message (at connect) needs the printer's state.
+        self._report(
+            self._core.printer_state,
+            self._printer.get_state_id(),
+            self._printer.get_state_string(),
+            self._printer.get_current_job(),
+        )
+        data = self._printer.get_current_data() or {}
+        self._report(self._core.printer_data, data.get("job"), data.get("progress"))
         # Before OctoPrint fires Startup: the core keeps events until the broker answers.
         self._push_settings()
         # Overwrite progress retained by an earlier run; queued, so it follows `connected`.
@@ -199,6 +199,17 @@ class MqttPlugin(
             self._core.publish_event(event, payload)
         except ValueError as exc:
             self._log_once(exc)
+        if event == "PrinterStateChanged":
+            payload = payload or {}
+            # The job as it is now: the state message that says "Printing" names the file.
+            self._report(
+                self._core.printer_state,
+                str(payload.get("state_id") or "UNKNOWN"),
+                str(payload.get("state_string") or ""),
+                self._printer.get_current_job(),
+            )
+        elif event == "Error":
+            self._report(self._core.printer_error, str((payload or {}).get("error") or ""))
         if event in JOB_EVENTS:
             self._start_progress_checks()
         if event == "PrintStarted" and self._metadata_active:
@@ -279,7 +290,11 @@ class MqttPlugin(
         }
         self._report(self._core.publish_progress, "slicing", payload)
 
-    # ~~ temperatures (PrinterCallback)
+    # ~~ printer state and temperatures (PrinterCallback)
+
+    def on_printer_send_current_data(self, data):
+        # At most twice a second (OctoPrint throttles it); the core paces the state topic.
+        self._report(self._core.printer_data, data.get("job"), data.get("progress"))
 
     def on_printer_add_temperature(self, data):
         self._report(self._core.publish_temperatures, data)

@@ -4,13 +4,14 @@
 
 use std::collections::hash_map::RandomState;
 use std::hash::{BuildHasher, Hasher};
+use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
 use crate::events::EventToggles;
 use crate::lenient::{
-    field_name, host_name, lenient_bool, lenient_f64, lenient_string, lenient_u16, optional_string,
-    port_number, queue_size, text,
+    expiry_seconds, field_name, host_name, interval_seconds, lenient_bool, lenient_f64,
+    lenient_string, lenient_u16, optional_string, port_number, queue_size, text,
 };
 use crate::topic;
 
@@ -147,6 +148,19 @@ pub struct Publish {
     pub temperature_active: bool,
     #[serde(rename = "temperatureThreshold", deserialize_with = "lenient_f64")]
     pub temperature_threshold: f64,
+    /// Seconds between two messages of one heater, at least; 0: every change.
+    #[serde(rename = "temperatureInterval", deserialize_with = "interval_seconds")]
+    pub temperature_interval: f64,
+    #[serde(rename = "stateTopic", deserialize_with = "lenient_string")]
+    pub state_topic: String,
+    #[serde(rename = "stateActive", deserialize_with = "lenient_bool")]
+    pub state_active: bool,
+    /// Seconds between two state messages that only carry new progress or temperatures.
+    #[serde(rename = "stateInterval", deserialize_with = "interval_seconds")]
+    pub state_interval: f64,
+    /// MQTT 5 message expiry of the state message in seconds; 0: none.
+    #[serde(rename = "stateExpiry", deserialize_with = "expiry_seconds")]
+    pub state_expiry: u32,
     #[serde(rename = "metadataTopic", deserialize_with = "lenient_string")]
     pub metadata_topic: String,
     #[serde(rename = "metadataActive", deserialize_with = "lenient_bool")]
@@ -177,6 +191,11 @@ impl Default for Publish {
             temperature_topic: "temperature/{temp}".into(),
             temperature_active: true,
             temperature_threshold: 0.1,
+            temperature_interval: 0.0,
+            state_topic: "state".into(),
+            state_active: true,
+            state_interval: 1.0,
+            state_expiry: 0,
             metadata_topic: "metadata/{key}".into(),
             metadata_active: false,
             metadata_keys: String::new(),
@@ -285,6 +304,12 @@ pub struct PublishConfig {
     pub temperature_topic: String,
     pub temperature_active: bool,
     pub temperature_threshold: f64,
+    pub temperature_interval: Duration,
+    /// The whole state topic, base included.
+    pub state_topic: String,
+    pub state_active: bool,
+    pub state_interval: Duration,
+    pub state_expiry: Option<u32>,
     pub metadata_topic: String,
     pub metadata_active: bool,
     /// `publish.metadataKeys` split at commas, trimmed, empty entries left out.
@@ -482,6 +507,11 @@ impl Settings {
             temperature_topic: self.publish.temperature_topic.clone(),
             temperature_active: self.publish.temperature_active,
             temperature_threshold: self.publish.temperature_threshold.max(0.0),
+            temperature_interval: seconds(self.publish.temperature_interval),
+            state_topic: format!("{}{}", self.publish.base_topic, self.publish.state_topic),
+            state_active: self.publish.state_active,
+            state_interval: seconds(self.publish.state_interval),
+            state_expiry: Some(self.publish.state_expiry).filter(|&s| s > 0),
             metadata_topic: self.publish.metadata_topic.clone(),
             metadata_active: self.publish.metadata_active,
             metadata_keys: self
@@ -519,6 +549,11 @@ impl PublishConfig {
     pub fn metadata_topic(&self, key: &str) -> String {
         self.under_base(&self.metadata_topic, "key", key)
     }
+}
+
+/// An interval as read by [`interval_seconds`] (finite, within its rule's range).
+fn seconds(s: f64) -> Duration {
+    Duration::try_from_secs_f64(s).unwrap_or_default()
 }
 
 /// A fresh random client id. The core makes one and keeps it for its whole life: brokers

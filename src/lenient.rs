@@ -65,6 +65,24 @@ pub fn lenient_f64<'de, D: Deserializer<'de>>(d: D) -> Result<f64, D::Error> {
     }
 }
 
+/// Seconds of an interval: a number within [`rules::INTERVAL`].
+pub fn interval_seconds<'de, D: Deserializer<'de>>(d: D) -> Result<f64, D::Error> {
+    let (min, max) = rules::INTERVAL;
+    let v = lenient_f64(d)?;
+    if (min..=max).contains(&v) {
+        Ok(v)
+    } else {
+        Err(serde::de::Error::custom(format!(
+            "expected a number of seconds from {min} to {max}, got {v}"
+        )))
+    }
+}
+
+/// MQTT 5's message expiry interval: whole seconds within [`rules::EXPIRY`].
+pub fn expiry_seconds<'de, D: Deserializer<'de>>(d: D) -> Result<u32, D::Error> {
+    in_range(d, rules::EXPIRY).map(|v| v as u32)
+}
+
 pub fn lenient_bool<'de, D: Deserializer<'de>>(d: D) -> Result<bool, D::Error> {
     match Loose::deserialize(d)? {
         Loose::Bool(b) => Ok(b),

@@ -14,6 +14,7 @@ mod link;
 mod message;
 mod outgoing;
 mod payload;
+mod printer;
 mod probe;
 mod pystr;
 mod queue;
@@ -27,7 +28,7 @@ mod tls;
 mod topic;
 
 use std::sync::{Arc, Mutex, OnceLock, RwLock};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use pyo3::exceptions::{PyRuntimeError, PyTypeError, PyValueError};
 use pyo3::prelude::*;
@@ -72,7 +73,8 @@ struct Core {
     publishing: RwLock<Arc<PublishConfig>>,
     /// Used while `client.client_id` is unset; the same for the core's whole life.
     client_id: String,
-    temperatures: Mutex<temperature::Tracker>,
+    /// Shared with the core's thread, which sends what falls due later.
+    printer: Arc<printer::Printer>,
     subscriptions: subscriptions::Subscriptions,
     /// The settings warnings of the last `configure`: OctoPrint configures again at startup
     /// and on every save, and a value already reported is not reported again.
@@ -91,6 +93,22 @@ impl Core {
     fn send(&self, msg: Message) -> PyResult<bool> {
         message::check_size(&msg.topic, &msg.payload)?;
         Ok(self.handle.offer(msg))
+    }
+
+    fn online(&self) -> bool {
+        self.handle.shared.is_connected()
+    }
+
+    /// Sends what the printer's state produced and wakes the core's thread for what waits.
+    fn deliver(&self, out: printer::Out) -> PyResult<usize> {
+        if let Some(at) = out.wake {
+            self.handle.control(Command::Wake(at));
+        }
+        let n = self.send_all(out.messages)?;
+        match out.error {
+            Some(e) => Err(e.into()),
+            None => Ok(n),
+        }
     }
 
     /// Sends each; returns how many.
@@ -113,15 +131,22 @@ impl Core {
         let registry = SharedRegistry::default();
         let callback_errors = dispatch::ErrorCount::default();
         dispatch::spawn(outbox, registry.clone(), callback_errors.clone()).map_err(thread_error)?;
-        let handle = Handle::spawn(defaults.publish.offline_queue_size, inbox, registry.clone())
-            .map_err(thread_error)?;
+        let publishing = Arc::new(defaults.publishing());
+        let printer = Arc::new(printer::Printer::new(publishing.clone(), unix_now));
+        let peers = runner::Peers {
+            dispatch: inbox,
+            subscriptions: registry.clone(),
+            printer: printer.clone(),
+        };
+        let handle =
+            Handle::spawn(defaults.publish.offline_queue_size, peers).map_err(thread_error)?;
         Ok(Core {
             subscriptions: subscriptions::Subscriptions::new(registry),
             callback_errors,
             handle,
-            publishing: RwLock::new(Arc::new(defaults.publishing())),
+            publishing: RwLock::new(publishing),
             client_id: config::generate_client_id(),
-            temperatures: Mutex::new(temperature::Tracker::default()),
+            printer,
             warned: Mutex::new(Vec::new()),
         })
     }
@@ -146,8 +171,12 @@ impl Core {
             // Pick up log levels changed in OctoPrint's logging settings.
             reset.lock().unwrap_or_else(|p| p.into_inner()).reset();
         }
-        *self.publishing.write().unwrap_or_else(|p| p.into_inner()) =
-            Arc::new(settings.publishing());
+        let publishing = Arc::new(settings.publishing());
+        *self.publishing.write().unwrap_or_else(|p| p.into_inner()) = publishing.clone();
+        let moved = self
+            .printer
+            .configure(publishing, self.online(), Instant::now());
+        self.deliver(moved)?;
         if !connect {
             return Ok(());
         }
@@ -188,13 +217,59 @@ impl Core {
     }
 
     /// One sample from OctoPrint's printer callback: publishes the heaters that changed
-    /// enough. Returns how many.
+    /// enough (paced by `publish.temperatureInterval`) and keeps the sample for the state
+    /// topic. Returns how many messages went out now.
     fn publish_temperatures(&self, data: &Bound<'_, PyAny>) -> PyResult<usize> {
-        let messages = {
-            let mut tracker = self.temperatures.lock().unwrap_or_else(|p| p.into_inner());
-            outgoing::temperatures(&self.publishing(), &mut tracker, data, unix_now())?
-        };
-        self.send_all(messages)
+        let cfg = self.publishing();
+        if !cfg.temperature_active && !cfg.state_active {
+            return Ok(0);
+        }
+        let sample = outgoing::sample(data, unix_now())?;
+        self.deliver(
+            self.printer
+                .temperatures(sample, self.online(), Instant::now()),
+        )
+    }
+
+    /// A state change (OctoPrint's `PrinterStateChanged`: `state_id` and `state_string`), with
+    /// the job as `printer.get_current_job()` reports it now. Publishes the state topic at once
+    /// when anything changed. Returns how many messages.
+    #[pyo3(signature = (state_id, state_string, job=None))]
+    fn printer_state(
+        &self,
+        state_id: &str,
+        state_string: &str,
+        job: Option<&Bound<'_, PyAny>>,
+    ) -> PyResult<usize> {
+        let job = outgoing::printer_job(job)?;
+        self.deliver(self.printer.state_changed(
+            state_id,
+            state_string,
+            job,
+            self.online(),
+            Instant::now(),
+        ))
+    }
+
+    /// OctoPrint's `Error` event: the state reports `error` until the printer connects again.
+    fn printer_error(&self, error: &str) -> PyResult<usize> {
+        self.deliver(self.printer.error(error, self.online(), Instant::now()))
+    }
+
+    /// OctoPrint's current data (`job` and `progress` of `on_printer_send_current_data`): a new
+    /// job is published at once, new progress at most once per `publish.stateInterval`.
+    #[pyo3(signature = (job=None, progress=None))]
+    fn printer_data(
+        &self,
+        job: Option<&Bound<'_, PyAny>>,
+        progress: Option<&Bound<'_, PyAny>>,
+    ) -> PyResult<usize> {
+        let job = outgoing::printer_job(job)?;
+        let progress = outgoing::printer_progress(progress)?;
+        self.deliver(
+            self.printer
+                .data(job, progress, self.online(), Instant::now()),
+        )
     }
 
     /// File metadata on `<base><metadataTopic>` for each key of `publish.metadataKeys`; with
@@ -348,6 +423,13 @@ impl Core {
     }
 }
 
+/// The print progress in whole percent as the progress and state topics give it, from
+/// OctoPrint's `progress` dict.
+#[pyfunction]
+fn progress_percent(progress: &Bound<'_, PyAny>) -> PyResult<i64> {
+    Ok(outgoing::printer_progress(Some(progress))?.map_or(0, |p| p.percent))
+}
+
 /// Raises ValueError when `topic` cannot be published to.
 #[pyfunction]
 fn validate_topic(topic: &Bound<'_, PyString>) -> PyResult<()> {
@@ -467,6 +549,7 @@ fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(encode_json, m)?)?;
     m.add_function(wrap_pyfunction!(encode_event, m)?)?;
     m.add_function(wrap_pyfunction!(validate_topic, m)?)?;
+    m.add_function(wrap_pyfunction!(progress_percent, m)?)?;
     m.add_function(wrap_pyfunction!(test_connection, m)?)?;
     m.add_function(wrap_pyfunction!(same_broker, m)?)?;
     m.add_function(wrap_pyfunction!(default_settings, m)?)?;

@@ -97,9 +97,20 @@ impl Client {
             Client::V4(c) => c
                 .try_publish(m.topic.as_str(), qos4(m.qos), m.retain, m.payload.clone())
                 .is_ok(),
-            Client::V5(c) => c
-                .try_publish(m.topic.as_str(), qos5(m.qos), m.retain, m.payload.clone())
-                .is_ok(),
+            Client::V5(c) => match m.expiry {
+                None => c.try_publish(m.topic.as_str(), qos5(m.qos), m.retain, m.payload.clone()),
+                Some(seconds) => c.try_publish_with_properties(
+                    m.topic.as_str(),
+                    qos5(m.qos),
+                    m.retain,
+                    m.payload.clone(),
+                    v5::mqttbytes::v5::PublishProperties {
+                        message_expiry_interval: Some(seconds),
+                        ..Default::default()
+                    },
+                ),
+            }
+            .is_ok(),
         }
     }
 

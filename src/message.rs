@@ -33,6 +33,8 @@ pub struct Message {
     pub retain: bool,
     /// Keep it in the offline queue while disconnected, instead of refusing it.
     pub queue_offline: bool,
+    /// MQTT 5's message expiry interval in seconds (ignored with 3.1.1).
+    pub expiry: Option<u32>,
 }
 
 /// A message the broker delivered to one of our subscriptions.
@@ -64,7 +66,9 @@ impl Message {
     /// Its PUBLISH packet's size, as MQTT 5 counts it (one byte more than 3.1.1, so a limit
     /// checked with it holds for both).
     pub fn packet_size(&self) -> usize {
-        packet_size(self.topic.len(), self.payload.len(), self.qos)
+        // The expiry property: its identifier and four bytes.
+        let properties = if self.expiry.is_some() { 5 } else { 0 };
+        packet_size(self.topic.len(), self.payload.len() + properties, self.qos)
     }
 }
 

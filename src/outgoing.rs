@@ -9,7 +9,8 @@ use pyo3::types::{PyBool, PyByteArray, PyBytes, PyDict, PyFloat, PyInt, PyString
 use crate::config::PublishConfig;
 use crate::error::{Error, Result};
 use crate::message::{Message, Qos};
-use crate::temperature::{Reading, Tracker};
+use crate::printer::{percent, Job, Progress, Sample};
+use crate::temperature::Reading;
 use crate::{events, payload, pystr, topic};
 
 /// The plugin's own messages (events, progress, temperatures, metadata): QoS 0, kept while
@@ -21,6 +22,7 @@ fn own(cfg: &PublishConfig, topic: String, payload: Vec<u8>, retain: bool) -> Me
         qos: Qos::AtMostOnce,
         retain,
         queue_offline: cfg.queue_events_offline,
+        expiry: None,
     }
 }
 
@@ -88,23 +90,15 @@ pub fn progress(
 }
 
 /// One sample from OctoPrint's printer callback, `{"time": t, "<heater>": {"actual": a,
-/// "target": t}, ...}`: a message for each heater that changed enough since it was last sent.
-pub fn temperatures(
-    cfg: &PublishConfig,
-    tracker: &mut Tracker,
-    data: &Bound<'_, PyAny>,
-    now: u64,
-) -> Result<Vec<Message>> {
-    if !cfg.temperature_active {
-        return Ok(Vec::new());
-    }
+/// "target": t}, ...}`, read once for both the temperature topics and the state topic.
+pub fn sample(data: &Bound<'_, PyAny>, now: u64) -> Result<Sample> {
     let data = payload::as_dict(data)
         .ok_or_else(|| Error::Payload("temperature data must be a mapping".into()))?;
     let time = match data.get_item("time")? {
         Some(t) => t.extract::<f64>().map(|t| t as u64).unwrap_or(now),
         None => now,
     };
-    let mut out = Vec::new();
+    let mut heaters = Vec::with_capacity(data.len());
     for (heater, values) in data.iter() {
         let (Ok(heater), Some(values)) = (heater.extract::<String>(), payload::as_dict(&values))
         else {
@@ -114,22 +108,24 @@ pub fn temperatures(
             actual: reading(&values, "actual")?,
             target: reading(&values, "target")?,
         };
-        if !tracker.should_publish(&heater, reading, cfg.temperature_threshold) {
-            continue;
-        }
-        let topic = cfg.temperature_topic(&heater);
-        topic::validate_topic(&topic)?;
-        let mut body = Vec::with_capacity(64);
-        body.extend_from_slice(b"{\"actual\":");
-        payload::write_reading(&mut body, reading.actual);
-        body.extend_from_slice(b",\"target\":");
-        payload::write_reading(&mut body, reading.target);
-        body.push(b',');
-        body.extend_from_slice(&payload::encode_key(&cfg.timestamp_field));
-        body.extend_from_slice(format!(":{time}}}").as_bytes());
-        out.push(own(cfg, topic, body, cfg.retain));
+        heaters.push((heater, reading));
     }
-    Ok(out)
+    Ok(Sample { time, heaters })
+}
+
+/// A heater's message on `<base><temperatureTopic>`, stamped with its sample's time.
+pub fn temperature(cfg: &PublishConfig, heater: &str, r: Reading, time: u64) -> Result<Message> {
+    let topic = cfg.temperature_topic(heater);
+    topic::validate_topic(&topic)?;
+    let mut body = Vec::with_capacity(64);
+    body.extend_from_slice(b"{\"actual\":");
+    payload::write_reading(&mut body, r.actual);
+    body.extend_from_slice(b",\"target\":");
+    payload::write_reading(&mut body, r.target);
+    body.push(b',');
+    body.extend_from_slice(&payload::encode_key(&cfg.timestamp_field));
+    body.extend_from_slice(format!(":{time}}}").as_bytes());
+    Ok(own(cfg, topic, body, cfg.retain))
 }
 
 /// A heater's `actual` or `target`: a number, or nothing (missing, None, NaN, not a number).
@@ -216,6 +212,7 @@ pub fn helper(cfg: &PublishConfig, call: HelperCall<'_, '_>) -> Result<Message> 
         qos,
         retain,
         queue_offline,
+        expiry: None,
     })
 }
 
@@ -259,4 +256,64 @@ fn helper_payload(payload: &Bound<'_, PyAny>, raw_data: bool) -> Result<Vec<u8>>
             payload.get_type().name()?
         )))
     }
+}
+
+/// A value of OctoPrint's as JSON; what JSON cannot hold (a NaN) as null.
+fn json_of(v: Option<Bound<'_, PyAny>>) -> serde_json::Value {
+    v.and_then(|v| pythonize::depythonize(&v).ok())
+        .unwrap_or(serde_json::Value::Null)
+}
+
+fn item<'py>(d: &Bound<'py, PyDict>, key: &str) -> Result<Option<Bound<'py, PyAny>>> {
+    Ok(d.get_item(key)?.filter(|v| !v.is_none()))
+}
+
+/// OctoPrint's job (`printer.get_current_job()`, or `job` of its current data): None when no
+/// file is selected.
+pub fn printer_job(job: Option<&Bound<'_, PyAny>>) -> Result<Option<Job>> {
+    let Some(job) = job.and_then(payload::as_dict) else {
+        return Ok(None);
+    };
+    let Some(file) = item(&job, "file")?.and_then(|f| payload::as_dict(&f)) else {
+        return Ok(None);
+    };
+    let path = item(&file, "path")?;
+    if path.is_none() {
+        return Ok(None);
+    }
+    Ok(Some(Job {
+        name: json_of(item(&file, "name")?),
+        path: json_of(path),
+        origin: json_of(item(&file, "origin")?),
+        size: json_of(item(&file, "size")?),
+        estimated_print_time: json_of(item(&job, "estimatedPrintTime")?),
+        user: json_of(item(&job, "user")?),
+    }))
+}
+
+/// OctoPrint's `progress` (of its current data), with the percentage the progress topic uses.
+pub fn printer_progress(progress: Option<&Bound<'_, PyAny>>) -> Result<Option<Progress>> {
+    let Some(p) = progress.and_then(payload::as_dict) else {
+        return Ok(None);
+    };
+    let number = |key: &str| -> Result<Option<f64>> {
+        Ok(item(&p, key)?
+            .and_then(|v| v.extract::<f64>().ok())
+            .filter(|v| v.is_finite()))
+    };
+    let origin = item(&p, "printTimeLeftOrigin")?;
+    let origin_text = origin.as_ref().and_then(|o| o.extract::<String>().ok());
+    let completion = number("completion")?;
+    Ok(Some(Progress {
+        completion,
+        percent: percent(
+            completion,
+            number("printTime")?,
+            number("printTimeLeft")?,
+            origin_text.as_deref(),
+        ),
+        print_time: json_of(item(&p, "printTime")?),
+        print_time_left: json_of(item(&p, "printTimeLeft")?),
+        print_time_left_origin: json_of(origin),
+    }))
 }

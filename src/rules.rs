@@ -15,6 +15,10 @@ pub const PORT: (i64, i64) = (1, 65_535);
 pub const KEEPALIVE: (i64, i64) = (0, 65_535);
 /// `publish.offlineQueueSize`: beyond this the byte bound (64 MiB) decides anyway.
 pub const QUEUE_SIZE: (i64, i64) = (0, 10_000_000);
+/// Pacing intervals in seconds (`publish.stateInterval`, `publish.temperatureInterval`).
+pub const INTERVAL: (f64, f64) = (0.0, 3_600.0);
+/// `publish.stateExpiry`: MQTT 5 carries the expiry interval in four bytes; 0 means none.
+pub const EXPIRY: (i64, i64) = (0, 4_294_967_295);
 
 #[derive(Debug, Clone, Copy, Serialize)]
 #[serde(tag = "kind", rename_all = "snake_case")]
@@ -26,8 +30,12 @@ pub enum Check {
         max: i64,
         unit: &'static str,
     },
-    /// A finite number, at least `min`.
-    Number { min: f64, unit: &'static str },
+    /// A finite number from `min` to `max`.
+    Number {
+        min: f64,
+        max: f64,
+        unit: &'static str,
+    },
     /// A host name or IP address: text without scheme and spaces, or nothing.
     Host,
     /// `publish.baseTopic`: joined in front of every topic, so it may be empty.
@@ -63,6 +71,17 @@ const fn whole(
     }
 }
 
+const fn seconds(key: &'static str) -> Rule {
+    Rule {
+        path: ["publish", key],
+        check: Check::Number {
+            min: INTERVAL.0,
+            max: INTERVAL.1,
+            unit: "seconds",
+        },
+    }
+}
+
 const fn template(
     key: &'static str,
     placeholder: Option<&'static str>,
@@ -90,9 +109,13 @@ pub const RULES: &[Rule] = &[
         path: ["publish", "temperatureThreshold"],
         check: Check::Number {
             min: 0.0,
+            max: f64::MAX,
             unit: "degrees",
         },
     },
+    seconds("temperatureInterval"),
+    seconds("stateInterval"),
+    whole("publish", "stateExpiry", EXPIRY, "seconds"),
     Rule {
         path: ["publish", "baseTopic"],
         check: Check::BaseTopic {
@@ -103,6 +126,7 @@ pub const RULES: &[Rule] = &[
     template("progressTopic", Some("progress"), "printing"),
     template("temperatureTopic", Some("temp"), "tool0"),
     template("metadataTopic", Some("key"), "name"),
+    template("stateTopic", None, ""),
     template("lwTopic", None, ""),
 ];
 
@@ -155,9 +179,15 @@ fn check_value(check: &Check, v: &Value) -> Option<String> {
             };
             (!ok).then(|| format!("must be a whole number{unit} from {min} to {max}"))
         }
-        Check::Number { min, unit } => {
-            let ok = number(v).is_some_and(|n| n >= min);
-            (!ok).then(|| format!("must be a number of {unit}, {min} or more"))
+        Check::Number { min, max, unit } => {
+            let ok = number(v).is_some_and(|n| (min..=max).contains(&n));
+            (!ok).then(|| {
+                if max == f64::MAX {
+                    format!("must be a number of {unit}, {min} or more")
+                } else {
+                    format!("must be a number of {unit} from {min} to {max}")
+                }
+            })
         }
         Check::Host => match v {
             Value::Null => None,

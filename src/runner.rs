@@ -17,6 +17,7 @@ use crate::dispatch::{Inbox, SharedRegistry};
 use crate::failure::Loss;
 use crate::link::{self, NetEvent, Session};
 use crate::message::{Incoming, Message, Qos};
+use crate::printer::Printer;
 use crate::status::{Shared, State};
 
 /// Commands waiting for the core's thread. Far more than a burst of events: when it is full
@@ -55,6 +56,18 @@ pub enum Command {
     Unsubscribe {
         filter: String,
     },
+    /// Something of the printer's state waits until then (see printer.rs).
+    Wake(std::time::Instant),
+}
+
+/// What the core's thread shares with the rest of the core.
+pub struct Peers {
+    /// Where received messages go (the callbacks' thread).
+    pub dispatch: Inbox,
+    /// The subscriptions (owned by `subscriptions.rs`): what each connect subscribes.
+    pub subscriptions: SharedRegistry,
+    /// The printer's state: what falls due later is sent from here.
+    pub printer: Arc<Printer>,
 }
 
 pub struct Handle {
@@ -69,12 +82,8 @@ pub struct Handle {
 }
 
 impl Handle {
-    /// Starts the core's thread. Received messages go to `dispatch`.
-    pub fn spawn(
-        queue_capacity: usize,
-        dispatch: Inbox,
-        subscriptions: SharedRegistry,
-    ) -> std::io::Result<Handle> {
+    /// Starts the core's thread.
+    pub fn spawn(queue_capacity: usize, peers: Peers) -> std::io::Result<Handle> {
         let (commands, rx) = mpsc::channel(COMMAND_CAPACITY);
         let (control, control_rx) = mpsc::unbounded_channel();
         let (shutdown, shutdown_rx) = watch::channel(false);
@@ -86,8 +95,7 @@ impl Handle {
             shutdown_rx,
             shared.clone(),
             queue_capacity,
-            dispatch,
-            subscriptions,
+            peers,
         );
         let thread = std::thread::Builder::new()
             .name("mqtt-core".into())
@@ -120,15 +128,7 @@ impl Handle {
     /// queueing (`refused`), it is over the broker's packet limit (`rejected`), the core has
     /// stopped, or it cannot keep up (`dropped`, logged once per episode). Never waits.
     pub fn offer(&self, msg: Message) -> bool {
-        let shared = &self.shared;
-        if shared.refuse_too_large(&msg) {
-            return false;
-        }
-        if !(shared.is_connected() || (msg.queue_offline && shared.keeps_offline())) {
-            Shared::add(&shared.counters.refused, 1);
-            return false;
-        }
-        self.publish(msg)
+        self.shared.admits(&msg) && self.publish(msg)
     }
 
     fn publish(&self, msg: Message) -> bool {
@@ -231,6 +231,9 @@ struct Runner {
     awaiting_suback: Vec<(u16, String)>,
     dispatch: Inbox,
     dispatch_overflow_logged: bool,
+    /// The printer's state (printer.rs), and when what waits there falls due.
+    printer: Arc<Printer>,
+    wake: Option<Instant>,
 }
 
 impl Runner {
@@ -240,9 +243,13 @@ impl Runner {
         shutdown: watch::Receiver<bool>,
         shared: Arc<Shared>,
         queue_capacity: usize,
-        dispatch: Inbox,
-        subscriptions: SharedRegistry,
+        peers: Peers,
     ) -> Self {
+        let Peers {
+            dispatch,
+            subscriptions,
+            printer,
+        } = peers;
         Runner {
             commands,
             control,
@@ -266,6 +273,8 @@ impl Runner {
             awaiting_suback: Vec::new(),
             dispatch,
             dispatch_overflow_logged: false,
+            printer,
+            wake: None,
         }
     }
 
@@ -283,6 +292,7 @@ impl Runner {
                     None => break,
                 },
                 ev = next_event(&mut self.session) => self.net_events(ev),
+                _ = sleep_until(self.wake) => self.printer_due(),
             }
         }
         // What was sent before the shutdown still goes out if the broker takes it in time.
@@ -319,6 +329,10 @@ impl Runner {
                 queue_capacity,
             } => self.configure(*conn, queue_capacity).await,
             Command::Subscribe { filter, qos } => self.subscribe(&filter, qos),
+            Command::Wake(at) => {
+                let at = Instant::from_std(at);
+                self.wake = Some(self.wake.map_or(at, |w| w.min(at)));
+            }
             Command::Unsubscribe { filter } => {
                 if let (true, Some(s)) = (self.connected, &self.session) {
                     if !s.client.try_unsubscribe(&filter) {
@@ -338,6 +352,19 @@ impl Runner {
                 warn!("Could not subscribe to {filter:?} now (the client is busy); it is renewed at the next connect");
             }
         }
+    }
+
+    /// Sends what of the printer's state fell due, by the rule every message passes
+    /// ([`Shared::admits`]).
+    fn printer_due(&mut self) {
+        let out = self.printer.due(self.connected, std::time::Instant::now());
+        self.wake = out.wake.map(Instant::from_std);
+        for m in out.messages {
+            if self.shared.admits(&m) {
+                self.accept(m);
+            }
+        }
+        self.pump();
     }
 
     /// Takes a message [`Handle::offer`] accepted: the caller was told it goes out, so it is
@@ -622,6 +649,10 @@ impl Runner {
         for (filter, qos) in filters {
             self.subscribe(&filter, qos);
         }
+        // Then the printer's state (not kept while offline: this one is the current one).
+        if let Some(state) = self.printer.at_connect(std::time::Instant::now()) {
+            self.delivery.push_front(state, true);
+        }
         if let Some(hello) = hello {
             self.delivery.push_front(hello, true);
         }
@@ -890,6 +921,14 @@ struct Culprit {
     size: usize,
 }
 
+/// Never, when nothing waits.
+async fn sleep_until(at: Option<Instant>) {
+    match at {
+        Some(at) => tokio::time::sleep_until(at).await,
+        None => std::future::pending().await,
+    }
+}
+
 async fn next_event(session: &mut Option<Session>) -> Option<NetEvent> {
     match session {
         Some(s) => s.events.recv().await,
@@ -904,6 +943,7 @@ fn status_message(st: &StatusTopic, text: &str) -> Message {
         qos: Qos::AtLeastOnce,
         retain: st.retain,
         queue_offline: true,
+        expiry: None,
     }
 }
 

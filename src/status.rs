@@ -114,6 +114,20 @@ impl Shared {
         self.keeps_offline.load(Relaxed)
     }
 
+    /// Whether a message is taken (see [`crate::runner::Handle::offer`]): not over the
+    /// broker's packet limit (else `rejected`), and connected or allowed to wait in the offline
+    /// queue (else `refused`). Asked by the callers' threads and by the core's own timer.
+    pub fn admits(&self, m: &crate::message::Message) -> bool {
+        if self.refuse_too_large(m) {
+            return false;
+        }
+        if !(self.is_connected() || (m.queue_offline && self.keeps_offline())) {
+            Self::add(&self.counters.refused, 1);
+            return false;
+        }
+        true
+    }
+
     /// The one rule both threads ask: does this message fit the broker's packet limit?
     pub fn fits(&self, m: &crate::message::Message) -> bool {
         m.packet_size() <= self.max_packet.load(Relaxed)

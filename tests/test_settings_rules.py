@@ -19,6 +19,7 @@ from octoprint_mqtt import _core, validation
 from octoprint_mqtt.plugin import MqttPlugin, settings_defaults
 
 TEMPLATES = {"progressTopic": "{progress}", "temperatureTopic": "{temp}", "metadataTopic": "{key}"}
+INTERVALS = ("stateInterval", "temperatureInterval")
 # (path, value, accepted), judged with the default base topic "octoprint/".
 TABLE = [
     *[(("broker", "port"), v, True) for v in (1, "1883", " 1884 ", 65535, 1883.0, "+8883")],
@@ -37,6 +38,12 @@ TABLE = [
     *[(("publish", "eventTopic"), v, False) for v in ("event/+/x", "#", "e\0")],
     *[(("publish", k), v, True) for k in TEMPLATES for v in ("x/" + TEMPLATES[k], "y")],
     *[(("publish", k), v, False) for k in TEMPLATES for v in ("x/+/" + TEMPLATES[k], "#")],
+    *[(("publish", k), v, True) for k in INTERVALS for v in (0, "1.5", 3600, " 2 ")],
+    *[(("publish", k), v, False) for k in INTERVALS for v in (-1, 3600.5, "", "soon", None)],
+    *[(("publish", "stateExpiry"), v, True) for v in (0, "60", 4_294_967_295)],
+    *[(("publish", "stateExpiry"), v, False) for v in (-1, 1.5, 4_294_967_296, "")],
+    *[(("publish", "stateTopic"), v, True) for v in ("state", "printer/state")],
+    *[(("publish", "stateTopic"), v, False) for v in ("state/#", "s/+", "x\0")],
     *[(("publish", "lwTopic"), v, True) for v in ("mqtt", "", "é" * 30_000)],
     *[(("publish", "lwTopic"), v, False) for v in ("st/#", "é" * 33_000)],
 ]

@@ -12,6 +12,7 @@ from support.mqtt_env import Message
 
 BASE = "octoprint/"
 STATUS_TOPIC = f"{BASE}mqtt"
+STATE_TOPIC = f"{BASE}state"
 BED_TARGET = 45.0
 TOOL_TARGET = 70.0
 

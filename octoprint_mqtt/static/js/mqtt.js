@@ -77,11 +77,16 @@ $(function () {
                           high: rule.max
                       });
             case "number":
-                return NUMBER.test(t) && isFinite(Number(t)) && Number(t) >= rule.min
-                    ? ""
-                    : rule.unit === "degrees"
-                      ? gettext("a number of degrees, 0 or more")
-                      : _.sprintf(gettext("a number, %(low)s or more"), {low: rule.min});
+                var n = Number(t);
+                if (NUMBER.test(t) && isFinite(n) && n >= rule.min && n <= rule.max) return "";
+                if (rule.unit === "degrees") return gettext("a number of degrees, 0 or more");
+                if (rule.unit === "seconds") {
+                    return _.sprintf(gettext("a number of seconds from %(low)s to %(high)s"), {
+                        low: rule.min,
+                        high: rule.max
+                    });
+                }
+                return _.sprintf(gettext("a number, %(low)s or more"), {low: rule.min});
             case "host":
                 if (value === undefined || value === null) return "";
                 return typeof value !== "string" || t.indexOf("://") >= 0 || /\s/.test(t)

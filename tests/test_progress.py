@@ -123,9 +123,7 @@ def test_print_progress_temperatures_and_metadata(broker, subscriber_factory, oc
     startup = sub.messages()
     assert startup[0].topic == STATUS_TOPIC and startup[0].payload == b"connected", startup[:3]
     not_events = [
-        m
-        for m in startup[1:]
-        if not m.topic.startswith(f"{BASE}event/") and m.topic != STATE_TOPIC
+        m for m in startup[1:] if not m.topic.startswith(f"{BASE}event/") and m.topic != STATE_TOPIC
     ]
     assert [m.topic for m in not_events[:2]] == [PRINTING_TOPIC, SLICING_TOPIC], not_events
     reset = decode(not_events[0])

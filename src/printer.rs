@@ -1,5 +1,5 @@
 //! What the plugin knows of the printer, and when it tells: the retained state topic
-//! (docs/behaviour.md §3.7) and the pacing of the temperature topics (`publish.temperatureInterval`).
+//! (docs/behaviour.md §3.13) and the pacing of the temperature topics (`publish.temperatureInterval`).
 //!
 //! Python hands over state changes (OctoPrint's `PrinterStateChanged` and `Error` events), job
 //! and progress (OctoPrint's current data, at most twice a second) and temperature samples.
@@ -434,11 +434,11 @@ impl Printer {
     }
 
     /// The state message to send right after `connected`.
-    pub fn at_connect(&self, now: Instant) -> Option<Message> {
+    pub fn at_connect(&self, now: Instant) -> Out {
         let mut inner = self.lock();
         let mut out = Out::default();
         inner.send_state(&mut out, now);
-        out.messages.pop()
+        out
     }
 
     /// What fell due by `now`; `online` is false while disconnected (a waiting state update is
@@ -460,13 +460,19 @@ impl Printer {
             }
             out.wake_at(slot.pace.due_at(cfg.temperature_interval));
         }
-        if inner.state_pace.take_due(now, cfg.state_interval) && online {
-            // take_due counted it as sent; send_state does the same.
+        let refresh = inner.refresh_at().is_some_and(|at| now >= at);
+        // take_due first: it also ends a wait that falls due while offline.
+        if (inner.state_pace.take_due(now, cfg.state_interval) || refresh) && online {
             inner.send_state(&mut out, now);
-        } else if !online {
+        }
+        if !online {
+            // Sent at the next connect anyway.
             inner.state_pace.pending = false;
         }
         out.wake_at(inner.state_pace.due_at(cfg.state_interval));
+        if online {
+            out.wake_at(inner.refresh_at());
+        }
         out
     }
 }
@@ -501,6 +507,15 @@ impl Inner {
         self.push_state(out);
     }
 
+    /// With an expiry the state is sent again after half of it, so that it expires at the
+    /// broker only when this OctoPrint stopped sending (an idle printer changes nothing).
+    fn refresh_at(&self) -> Option<Instant> {
+        let expiry = self.cfg.state_expiry?;
+        let sent = self.state_pace.sent?;
+        (self.cfg.state_active && self.snapshot.state.is_some())
+            .then(|| sent + Duration::from_secs_f64(f64::from(expiry) / 2.0))
+    }
+
     fn push_state(&self, out: &mut Out) {
         if self.snapshot.state.is_none() {
             return; // nothing known yet: Python hands the state over at startup
@@ -508,6 +523,7 @@ impl Inner {
         let body = self
             .snapshot
             .encode(&self.cfg.timestamp_field, (self.now_unix)());
+        out.wake_at(self.refresh_at());
         out.messages.push(Message {
             topic: self.cfg.state_topic.clone(),
             payload: body.into(),
@@ -674,7 +690,7 @@ mod tests {
     fn nothing_while_offline_then_the_current_state_at_connect() {
         let p = printer(1.0, 0.0);
         let t = Instant::now();
-        assert!(p.at_connect(t).is_none(), "no state known yet");
+        assert!(p.at_connect(t).messages.is_empty(), "no state known yet");
         assert!(p
             .state_changed("OPERATIONAL", "Operational", None, false, t)
             .messages
@@ -683,7 +699,7 @@ mod tests {
             .data(job("a"), progress(5.0), false, t)
             .messages
             .is_empty());
-        let m = p.at_connect(t).unwrap();
+        let m = p.at_connect(t).messages.pop().unwrap();
         assert_eq!(body(&m)["job"]["name"], "a");
         assert_eq!(body(&m)["progress"]["percent"], 5);
     }
@@ -744,6 +760,25 @@ mod tests {
             .due(true, t0 + Duration::from_secs(20))
             .messages
             .is_empty());
+    }
+
+    #[test]
+    fn with_an_expiry_an_unchanged_state_is_sent_again_after_half_of_it() {
+        let mut s = Settings::default();
+        s.publish.state_expiry = 10;
+        let p = Printer::new(Arc::new(s.publishing()), || 1);
+        let t0 = Instant::now();
+        let out = p.state_changed("OPERATIONAL", "Operational", None, true, t0);
+        assert_eq!(out.wake, Some(t0 + Duration::from_secs(5)));
+        assert_eq!(out.messages[0].expiry, Some(10));
+        assert!(p.due(true, t0 + Duration::from_secs(4)).messages.is_empty());
+        let out = p.due(true, t0 + Duration::from_secs(5));
+        assert_eq!(out.messages.len(), 1);
+        assert_eq!(out.wake, Some(t0 + Duration::from_secs(10)));
+        // Offline: nothing, and no wake-ups until the next connect.
+        let out = p.due(false, t0 + Duration::from_secs(10));
+        assert!(out.messages.is_empty() && out.wake.is_none());
+        assert_eq!(p.at_connect(t0).wake, Some(t0 + Duration::from_secs(5)));
     }
 
     #[test]

@@ -650,8 +650,12 @@ impl Runner {
             self.subscribe(&filter, qos);
         }
         // Then the printer's state (not kept while offline: this one is the current one).
-        if let Some(state) = self.printer.at_connect(std::time::Instant::now()) {
-            self.delivery.push_front(state, true);
+        let state = self.printer.at_connect(std::time::Instant::now());
+        if let Some(at) = state.wake.map(Instant::from_std) {
+            self.wake = Some(self.wake.map_or(at, |w| w.min(at)));
+        }
+        for m in state.messages {
+            self.delivery.push_front(m, true);
         }
         if let Some(hello) = hello {
             self.delivery.push_front(hello, true);

@@ -167,3 +167,38 @@ def test_settings_page_test_button_and_live_indicator(
     expect(viewer.page.locator("#mqtt_indicator")).to_be_hidden()
     assert RIGHT not in viewer.page.content()
     viewer.close()
+
+
+@pytest.mark.timeout(180)
+def test_the_state_and_pacing_fields(chromium, broker, subscriber_factory, octoprint_factory):
+    sub = subscriber_factory(broker.host, broker.port, "octoprint/#")
+    octoprint = octoprint_factory({"broker": {"url": broker.host, "port": broker.port}})
+    sub.wait_for("octoprint/state", timeout=30)
+    ui = OctoPrintUi(chromium, octoprint, ADMIN_USER, ADMIN_PASSWORD)
+    page = ui.page
+    ui.open_settings("settings_plugin_mqtt")
+    page.click('#mqtt_tabs a[href="#mqtt_tab_events"]')
+    expect(page.locator("#mqtt_state_active")).to_be_checked()
+    page.fill("#mqtt_state_interval", "-1")
+    expect(page.locator("#mqtt_tab_events")).to_contain_text("a number of seconds from 0 to 3600")
+    page.fill("#mqtt_state_interval", "2.5")
+    page.fill("#mqtt_temperature_interval", "3")
+    page.fill("#mqtt_state_expiry", "120")
+    expect(page.locator("#mqtt_tab_events")).not_to_contain_text("a number of")
+    expect(page.locator("#mqtt_tab_events")).not_to_contain_text("a whole number")
+    # The pacing fields belong to the state topic: hidden while it is off.
+    page.uncheck("#mqtt_state_active")
+    expect(page.locator("#mqtt_state_interval")).to_be_hidden()
+    page.check("#mqtt_state_active")
+    page.click('#mqtt_tabs a[href="#mqtt_tab_topics"]')
+    page.fill("#mqtt_state_topic", "printer/#")
+    expect(page.locator("#mqtt_tab_topics")).to_contain_text("wildcards + or #")
+    page.fill("#mqtt_state_topic", "printer/state")
+    ui.screenshot("settings-state", "#settings_plugin_mqtt")
+    ui.save_settings()
+    # Numbers, as config.yaml readers expect; the state at once under its new topic.
+    publish = octoprint.read_config()["plugins"]["mqtt"]["publish"]
+    assert (publish["stateInterval"], publish["temperatureInterval"]) == (2.5, 3.0), publish
+    assert publish["stateExpiry"] == 120 and publish["stateTopic"] == "printer/state", publish
+    sub.wait_for("octoprint/printer/state", timeout=10)
+    ui.close()

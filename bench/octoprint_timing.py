@@ -82,6 +82,29 @@ class MqttTimingPlugin(octoprint.plugin.StartupPlugin):
             publish("bench8/helper/lamp", payload)
             times.append(now() - t)
         result["mqtt_publish"] = _percentiles(times)
+        # OctoPrint's temperature callback: two heaters, every sample changed (each heater's
+        # topic and, paced, the state topic), as while heating.
+        times = []
+        for i in range(n):
+            sample = {
+                "time": 1_700_000_000 + i,
+                "tool0": {"actual": 20.0 + (i % 1000) * 0.2, "target": 210.0},
+                "bed": {"actual": 20.0 + (i % 500) * 0.1, "target": 60.0},
+            }
+            t = now()
+            mqtt.on_printer_add_temperature(sample)
+            times.append(now() - t)
+        result["temperature_sample"] = _percentiles(times)
+        # A state change: the state topic's message at once, with the job read from OctoPrint.
+        times = []
+        states = (("PRINTING", "Printing"), ("PAUSED", "Paused"))
+        for i in range(min(n, 5000)):
+            state_id, text = states[i % 2]
+            payload = {"state_id": state_id, "state_string": text}
+            t = now()
+            mqtt.on_event("PrinterStateChanged", payload)
+            times.append(now() - t)
+        result["on_event_state"] = _percentiles(times)
         return result
 
 

@@ -250,6 +250,22 @@ def rows(r: dict) -> list[tuple]:
             )
     op = r.get("octoprint")
     if op and "error" not in op:
+        # A temperature sample comes every second or two, all print long: held to the
+        # target of on_event. A state change comes a few times per print; most of its cost is
+        # OctoPrint's own copy of its job data (printer.get_current_job(), about 6 µs).
+        for call, what, target in (
+            ("temperature_sample", "temperature sample (2 heaters changed, state topic on)", 5),
+            ("on_event_state", "on_event PrinterStateChanged (a state message each)", None),
+        ):
+            if call not in op:
+                continue
+            for p in ("p50", "p99"):
+                v = op[call][f"{p}_us"]
+                held = target is not None and p == "p50"
+                out.append(
+                    ("8", f"inside OctoPrint: {what}, {p}", "µs", None, v, None)
+                    + ((f"< {target} µs", v < target) if held else ("", None))
+                )
         for call in ("on_event", "mqtt_publish", "on_event_paced"):
             for p in ("p50", "p99"):
                 v = op[call][f"{p}_us"]

@@ -451,10 +451,11 @@ impl Printer {
         for (heater, slot) in inner.heaters.iter_mut() {
             if slot.pace.take_due(now, cfg.temperature_interval) {
                 if let Some((reading, time)) = slot.waiting.take() {
-                    match outgoing::temperature(&cfg, heater, reading, time) {
-                        Ok(m) => out.messages.push(m),
-                        // Raised to Python when this heater's first reading was refused.
-                        Err(e) => debug!("Temperature of {heater:?} not published: {e}"),
+                    // An error was raised to Python with this heater's first reading; the
+                    // core's thread must not log here (logging takes the GIL, and a Python
+                    // thread holding it may be waiting for this lock).
+                    if let Ok(m) = outgoing::temperature(&cfg, heater, reading, time) {
+                        out.messages.push(m);
                     }
                 }
             }

@@ -283,6 +283,10 @@ def test_mqtt5_expiry_lets_the_broker_drop_a_vanished_printers_state(core_factor
     )
     expiry = getattr(msg.properties, "MessageExpiryInterval", None)
     assert expiry is not None and 0 < expiry <= 2, msg.properties
+    # Unchanged, the state is sent again after half the expiry: it does not expire while
+    # this OctoPrint is there.
+    sub = subscriber_factory(session_broker.host, session_broker.port, f"{base}state")
+    sub.wait_count(f"{base}state", 3, timeout=4)
     # The OctoPrint vanishes (its core is stopped; the state is not published again).
     core.stop(1.0)
     time.sleep(3.0)

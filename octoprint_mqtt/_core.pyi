@@ -13,8 +13,9 @@ class Core:
         settings changed. ``connect=False`` takes only the publishing settings (messages are
         kept until a call with ``connect=True``). ValueError for unparsable settings."""
     def publish_event(self, event: str, payload: Optional[Any] = None) -> bool:
-        """Publishes an OctoPrint event as JSON; False when its class is off or it was refused
-        while offline. Raises ValueError when the configured topic is invalid."""
+        """Publishes an OctoPrint event as JSON; False when its class is off, when
+        ``publish.eventExclude`` names it, or when it was refused while offline. Raises
+        ValueError when the configured topic is invalid."""
     def publish_progress(
         self, kind: str, payload: Mapping[str, Any], queue: Optional[bool] = None
     ) -> bool:

@@ -31,12 +31,28 @@ NUMBERS = {
     for rule in setting_rules()
     if rule["kind"] in ("whole", "number")
 }
+# Lists of event names or patterns: whoever writes one as comma-separated text through the
+# settings API still gets a list in config.yaml, as the page saves it.
+PATTERN_LISTS = [tuple(rule["path"]) for rule in setting_rules() if rule["kind"] == "patterns"]
 
 
 def normalise(changes):
-    """Turns the numeric settings present in `changes` into numbers (in place). Run after
-    `drop`, on values `problems` accepted."""
+    """Turns the numeric settings present in `changes` into numbers and the pattern lists
+    into lists of trimmed text (in place). Run after `drop`, on values `problems` accepted."""
     for (section, key), kind in NUMBERS.items():
         node = changes.get(section)
         if isinstance(node, dict) and isinstance(node.get(key), str):
             node[key] = kind(node[key].strip()) if kind is int else kind(node[key])
+    for section, key in PATTERN_LISTS:
+        node = changes.get(section)
+        if not isinstance(node, dict) or key not in node:
+            continue
+        value = node[key]
+        # As the core reads them (src/lenient.rs, pattern_entries). For accepted entries
+        # str.strip removes what Rust's trim does: they hold no other whitespace or controls.
+        if value is None:
+            node[key] = []
+        elif isinstance(value, str):
+            node[key] = [p.strip() for p in value.split(",") if p.strip()]
+        else:
+            node[key] = [p.strip() for p in value]

@@ -9,9 +9,10 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 
 use crate::events::EventToggles;
+use crate::glob;
 use crate::lenient::{
     expiry_seconds, field_name, host_name, interval_seconds, lenient_bool, lenient_f64,
-    lenient_string, lenient_u16, optional_string, port_number, queue_size, text,
+    lenient_string, lenient_u16, optional_string, pattern_list, port_number, queue_size, text,
 };
 use crate::topic;
 
@@ -134,6 +135,9 @@ pub struct Publish {
     #[serde(rename = "eventActive", deserialize_with = "lenient_bool")]
     pub event_active: bool,
     pub events: EventToggles,
+    /// Names and shell-style patterns of events not to publish.
+    #[serde(rename = "eventExclude", deserialize_with = "pattern_list")]
+    pub event_exclude: Vec<String>,
     /// Read by the Python side only (OctoPrint's printer data in progress messages); here so
     /// that the defaults tree has it.
     #[serde(rename = "printerData", deserialize_with = "lenient_bool")]
@@ -185,6 +189,7 @@ impl Default for Publish {
             event_topic: "event/{event}".into(),
             event_active: true,
             events: EventToggles::default(),
+            event_exclude: Vec::new(),
             printer_data: false,
             progress_topic: "progress/{progress}".into(),
             progress_active: true,
@@ -296,6 +301,8 @@ pub struct PublishConfig {
     pub event_topic: String,
     pub event_active: bool,
     pub events: EventToggles,
+    /// `publish.eventExclude`, its usable patterns compiled.
+    pub event_exclude: glob::Matcher,
     pub retain: bool,
     pub timestamp_field: String,
     pub queue_events_offline: bool,
@@ -399,6 +406,16 @@ impl Settings {
                 self.client.client_id = None;
             }
         }
+        let unusable = glob::unusable(&self.publish.event_exclude);
+        if !unusable.is_empty() {
+            warnings.push(format!(
+                "plugins.mqtt.publish.eventExclude: {}; left out (events they would match are published)",
+                unusable.join("; ")
+            ));
+            self.publish
+                .event_exclude
+                .retain(|p| glob::check(p).is_ok());
+        }
         if self.publish.lw_active {
             let status = format!("{}{}", self.publish.base_topic, self.publish.lw_topic);
             if let Err(e) = topic::validate_topic(&status) {
@@ -499,6 +516,9 @@ impl Settings {
             event_topic: self.publish.event_topic.clone(),
             event_active: self.publish.event_active,
             events: self.publish.events.clone(),
+            event_exclude: glob::Matcher::new(
+                self.publish.event_exclude.iter().map(String::as_str),
+            ),
             retain: self.broker.retain,
             timestamp_field: self.timestamp_fieldname.clone(),
             queue_events_offline: self.publish.queue_while_offline,
@@ -535,6 +555,11 @@ impl PublishConfig {
 
     pub fn event_topic(&self, event: &str) -> String {
         self.under_base(&self.event_topic, "event", event)
+    }
+
+    /// Whether `publish.eventExclude` keeps `event` from being published.
+    pub fn excluded(&self, event: &str) -> bool {
+        self.event_exclude.matches(event)
     }
 
     /// `kind` is `printing` or `slicing`.
@@ -647,12 +672,66 @@ mod tests {
     }
 
     #[test]
+    fn event_exclude_is_a_list_however_it_was_stored() {
+        let read = |v: serde_json::Value| {
+            let (s, w) = parse_lenient(serde_json::json!({"publish": {"eventExclude": v}}));
+            (s.publish.event_exclude, w)
+        };
+        let (list, w) = read(serde_json::json!([" ZChange", "Position*\t"]));
+        assert_eq!(
+            (list, w.len()),
+            (vec!["ZChange".into(), "Position*".into()], 0)
+        );
+        let (list, w) = read(serde_json::json!(" ZChange, ,plugin_*,"));
+        assert_eq!(
+            (list, w.len()),
+            (vec!["ZChange".into(), "plugin_*".into()], 0)
+        );
+        assert_eq!(read(serde_json::json!(null)), (vec![], vec![]));
+
+        // Unusable patterns are left out, all named in one warning; the others apply.
+        let (list, w) = read(serde_json::json!(["Pos[", "ZChange", "a b", ""]));
+        assert_eq!(list, ["ZChange"]);
+        assert_eq!(
+            w,
+            ["plugins.mqtt.publish.eventExclude: \"Pos[\": the [ at character 4 is never closed; \
+              \"a b\": contains a space, which no event name has; \"\": an empty pattern; \
+              left out (events they would match are published)"]
+        );
+        // Not a list of text: none at all, with the key named.
+        for (v, said) in [
+            (
+                serde_json::json!(5),
+                "expected a list of event names or patterns, got a number",
+            ),
+            (
+                serde_json::json!({"a": 1}),
+                "expected a list of event names or patterns, got a dict",
+            ),
+            (serde_json::json!(["a", 1]), "entry 2 is a number, not text"),
+        ] {
+            let (list, w) = read(v.clone());
+            assert!(list.is_empty(), "{v}");
+            assert_eq!(
+                w,
+                [format!(
+                    "plugins.mqtt.publish.eventExclude: {said}; using its default"
+                )]
+            );
+        }
+        let p = parse(r#"{"publish": {"eventExclude": ["ZChange", "Position*"]}}"#).publishing();
+        assert!(p.excluded("ZChange") && p.excluded("PositionUpdate"));
+        assert!(!p.excluded("PrintDone") && !Settings::default().publishing().excluded("ZChange"));
+    }
+
+    #[test]
     fn the_defaults_tree_reads_back_as_the_defaults_without_a_word() {
         let tree = default_tree();
         assert_eq!(tree["broker"]["port"], 1883);
         assert_eq!(tree["broker"]["tls"]["ca_certs"], serde_json::Value::Null);
         assert_eq!(tree["publish"]["printerData"], false);
         assert_eq!(tree["publish"]["events"]["unclassified"], true);
+        assert_eq!(tree["publish"]["eventExclude"], serde_json::json!([]));
         let (s, w) = parse_lenient(tree.clone());
         assert!(w.is_empty(), "{w:?}");
         assert_eq!(serde_json::to_value(s).unwrap(), tree);

@@ -164,3 +164,36 @@ pub fn optional_string<'de, D: Deserializer<'de>>(d: D) -> Result<Option<String>
         _ => None,
     })
 }
+
+/// The entries of a list of event names or patterns as stored: a list of text, each entry
+/// trimmed, or (hand-written) one text of comma-separated entries, where empty pieces are left
+/// out; nothing is an empty list. `Err` says what else it was. Whether each entry is a usable
+/// pattern is not judged here (see `glob::check`).
+pub fn pattern_entries(v: &serde_json::Value) -> Result<Vec<String>, String> {
+    use serde_json::Value as V;
+    match v {
+        V::Null => Ok(Vec::new()),
+        V::String(s) => Ok(s
+            .split(',')
+            .map(str::trim)
+            .filter(|p| !p.is_empty())
+            .map(String::from)
+            .collect()),
+        V::Array(items) => items
+            .iter()
+            .enumerate()
+            .map(|(i, item)| match item {
+                V::String(s) => Ok(s.trim().to_string()),
+                other => Err(format!("entry {} is {}, not text", i + 1, kind(other))),
+            })
+            .collect(),
+        other => Err(format!(
+            "expected a list of event names or patterns, got {}",
+            kind(other)
+        )),
+    }
+}
+
+pub fn pattern_list<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<String>, D::Error> {
+    pattern_entries(&serde_json::Value::deserialize(d)?).map_err(serde::de::Error::custom)
+}

@@ -9,6 +9,7 @@ mod dispatch;
 mod error;
 mod events;
 mod failure;
+mod glob;
 mod lenient;
 mod link;
 mod message;

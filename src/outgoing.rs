@@ -32,7 +32,8 @@ pub fn topic_text<'a>(topic: &'a Bound<'_, PyString>) -> Result<&'a str> {
     pystr::utf8(topic).ok_or_else(|| Error::topic(&topic.to_string_lossy(), topic::LONE_SURROGATE))
 }
 
-/// An OctoPrint event on `<base><eventTopic>`; None when its class is switched off.
+/// An OctoPrint event on `<base><eventTopic>`; None when its class is switched off or
+/// `publish.eventExclude` names it.
 pub fn event(
     cfg: &PublishConfig,
     event: &Bound<'_, PyString>,
@@ -45,7 +46,7 @@ pub fn event(
         None => (event.to_string_lossy(), false),
     };
     let event = event.as_ref();
-    if !cfg.event_active || !cfg.events.enabled(events::classify(event)) {
+    if !cfg.event_active || !cfg.events.enabled(events::classify(event)) || cfg.excluded(event) {
         return Ok(None);
     }
     let topic = cfg.event_topic(event);

@@ -7,7 +7,7 @@
 use serde::Serialize;
 use serde_json::Value;
 
-use crate::topic;
+use crate::{glob, lenient, topic};
 
 /// `broker.port`: port 0 is "any port" to a listener, never one a client can reach.
 pub const PORT: (i64, i64) = (1, 65_535);
@@ -46,6 +46,9 @@ pub enum Check {
         sample: &'static str,
         max_bytes: usize,
     },
+    /// Event names or shell-style patterns (`glob.rs`): a list of text, or one text of
+    /// comma-separated ones, as the settings parse reads it.
+    Patterns,
 }
 
 #[derive(Debug, Clone, Copy, Serialize)]
@@ -128,6 +131,10 @@ pub const RULES: &[Rule] = &[
     template("metadataTopic", Some("key"), "name"),
     template("stateTopic", None, ""),
     template("lwTopic", None, ""),
+    Rule {
+        path: ["publish", "eventExclude"],
+        check: Check::Patterns,
+    },
 ];
 
 /// The rules as the page reads them (`[{path, kind, min, max, ...}]`).
@@ -196,6 +203,13 @@ fn check_value(check: &Check, v: &Value) -> Option<String> {
             }
             Value::String(_) => None,
             _ => Some("enter the host name or IP address as text".into()),
+        },
+        Check::Patterns => match lenient::pattern_entries(v) {
+            Err(e) => Some(e),
+            Ok(entries) => {
+                let unusable = glob::unusable(&entries);
+                (!unusable.is_empty()).then(|| unusable.join("; "))
+            }
         },
         Check::BaseTopic { .. } | Check::Template { .. } => None,
     }
@@ -300,6 +314,47 @@ mod tests {
                 json!({"broker": {"url": "mqtt://h"}, "publish": {"temperatureThreshold": "inf"}})
             ),
             ["broker.url", "publish.temperatureThreshold"]
+        );
+    }
+
+    #[test]
+    fn pattern_lists_name_each_unusable_pattern() {
+        let reason = |v: Value| {
+            problems(&json!({"publish": {"eventExclude": v}}), &json!({}))
+                .into_iter()
+                .map(|(p, r)| format!("{}: {r}", p.join(".")))
+                .collect::<Vec<_>>()
+        };
+        for ok in [
+            json!([]),
+            json!(null),
+            json!(["ZChange", " Position* ", "plugin_*"]),
+            json!("ZChange, Position*,,"),
+        ] {
+            assert!(reason(ok.clone()).is_empty(), "{ok}");
+        }
+        assert_eq!(
+            reason(json!(["ZChange", "Pos[", "a/b"])),
+            [
+                "publish.eventExclude: \"Pos[\": the [ at character 4 is never closed; \
+                 \"a/b\": contains \"/\", which no event name has"
+            ]
+        );
+        assert_eq!(
+            reason(json!("ZChange Home")),
+            ["publish.eventExclude: \"ZChange Home\": contains a space, which no event name has"]
+        );
+        assert_eq!(
+            reason(json!(["a", null])),
+            ["publish.eventExclude: entry 2 is nothing (null), not text"]
+        );
+        assert_eq!(
+            reason(json!(true)),
+            ["publish.eventExclude: expected a list of event names or patterns, got true/false"]
+        );
+        assert_eq!(
+            page_rules().as_array().unwrap().last().unwrap(),
+            &json!({"path": ["publish", "eventExclude"], "kind": "patterns"})
         );
     }
 

@@ -48,6 +48,7 @@ ADDED = {
     "broker.ws_path": "/mqtt",
     "publish.queueWhileOffline": True,
     "publish.offlineQueueSize": 10000,
+    "publish.eventExclude": [],
 }
 
 

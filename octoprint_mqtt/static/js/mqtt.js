@@ -65,6 +65,126 @@ $(function () {
         return "";
     }
 
+    // ~~ event name patterns: src/glob.rs and src/lenient.rs (`pattern_entries`) in
+    // JavaScript, reason for reason, so that the page says what the server will say on save.
+    // Rust's notions of whitespace and control characters are Unicode's White_Space and Cc,
+    // hence the property escapes rather than \s and String.trim (which differ on U+0085 and
+    // U+FEFF); characters are compared as code points, not UTF-16 units.
+
+    var INVISIBLE = /[\p{White_Space}\p{Cc}]/u;
+    var FOREIGN = /[\p{White_Space}\p{Cc}\/+#\\]/u;
+    var EDGE_SPACE = /^\p{White_Space}+|\p{White_Space}+$/gu;
+
+    function codePoint(c) {
+        var hex = c.codePointAt(0).toString(16).toUpperCase();
+        while (hex.length < 4) hex = "0" + hex;
+        return "U+" + hex;
+    }
+
+    function charName(c) {
+        if (c === " ") return gettext("a space");
+        return INVISIBLE.test(c) ? codePoint(c) : '"' + c + '"';
+    }
+
+    function quoted(pattern) {
+        var shown = _.map(Array.from(pattern), function (c) {
+            return c !== " " && INVISIBLE.test(c) ? "<" + codePoint(c) + ">" : c;
+        });
+        return '"' + shown.join("") + '"';
+    }
+
+    // lenient.rs's names of what a settings value is.
+    function kindName(v) {
+        if (v === null || v === undefined) return gettext("nothing (null)");
+        if (typeof v === "boolean") return gettext("true/false");
+        if (typeof v === "number") return gettext("a number");
+        if (typeof v === "string") return gettext("text");
+        return _.isArray(v) ? gettext("a list") : gettext("a dict");
+    }
+
+    function patternError(pattern) {
+        if (!pattern.length) return gettext("an empty pattern");
+        var chars = Array.from(pattern);
+        var foreign = _.find(chars, function (c) {
+            return FOREIGN.test(c);
+        });
+        if (foreign !== undefined) {
+            return _.sprintf(gettext("contains %(char)s, which no event name has"), {
+                char: charName(foreign)
+            });
+        }
+        for (var i = 0; i < chars.length; i++) {
+            if (chars[i] === "]") {
+                return _.sprintf(gettext("the ] at character %(n)s closes no set"), {n: i + 1});
+            }
+            if (chars[i] !== "[") continue;
+            var first = i + 1 + (chars[i + 1] === "!" ? 1 : 0);
+            var close = chars.indexOf("]", first);
+            if (close < 0) {
+                return _.sprintf(gettext("the [ at character %(n)s is never closed"), {n: i + 1});
+            }
+            if (close === first) {
+                return _.sprintf(gettext("the set at character %(n)s is empty"), {n: i + 1});
+            }
+            for (var j = first; j < close; ) {
+                if (j + 2 < close && chars[j + 1] === "-") {
+                    if (chars[j + 2].codePointAt(0) < chars[j].codePointAt(0)) {
+                        return _.sprintf(
+                            gettext("the range %(low)s-%(high)s at character %(n)s is backwards"),
+                            {low: chars[j], high: chars[j + 2], n: j + 1}
+                        );
+                    }
+                    j += 3;
+                } else {
+                    j += 1;
+                }
+            }
+            i = close;
+        }
+        return "";
+    }
+
+    function patternsError(value) {
+        var entries = [];
+        if (typeof value === "string") {
+            entries = _.filter(
+                _.map(value.split(","), function (p) {
+                    return p.replace(EDGE_SPACE, "");
+                }),
+                function (p) {
+                    return p.length > 0;
+                }
+            );
+        } else if (_.isArray(value)) {
+            for (var i = 0; i < value.length; i++) {
+                if (typeof value[i] !== "string") {
+                    return _.sprintf(gettext("entry %(n)s is %(kind)s, not text"), {
+                        n: i + 1,
+                        kind: kindName(value[i])
+                    });
+                }
+                entries.push(value[i].replace(EDGE_SPACE, ""));
+            }
+        } else if (value !== null && value !== undefined) {
+            return _.sprintf(gettext("expected a list of event names or patterns, got %(kind)s"), {
+                kind: kindName(value)
+            });
+        }
+        var unusable = [];
+        _.each(entries, function (p) {
+            var why = patternError(p);
+            if (why) unusable.push(quoted(p) + ": " + why);
+        });
+        return unusable.join("; ");
+    }
+
+    // The patterns field takes them separated by commas or whitespace, as typed.
+    function splitPatterns(typed) {
+        return _.filter(text(typed).split(/[\p{White_Space},]+/u), function (p) {
+            return p.length > 0;
+        });
+    }
+
     // The reason `value` breaks `rule` ("" when it does not); `base` is the base topic.
     function ruleError(rule, value, base) {
         var t = text(value).trim();
@@ -100,6 +220,8 @@ $(function () {
                     ? part.split("{" + rule.placeholder + "}").join(rule.sample)
                     : part;
                 return topicError(text(base) + rendered, part, true, rule.max_bytes);
+            case "patterns":
+                return patternsError(value);
         }
         return "";
     }
@@ -250,6 +372,27 @@ $(function () {
             return rule ? ruleError(rule, value, base === undefined ? "" : base) : null;
         };
 
+        // `publish.eventExclude` is a list; its field is text. What was typed is shown as
+        // typed (a trailing comma stays while the next name is being written) as long as it
+        // still says what the list holds; otherwise the list, joined.
+        var excludeTyped = ko.observable(null);
+        self.eventExcludeText = ko.pureComputed({
+            read: function () {
+                var cfg = self.cfg();
+                if (!cfg || !ko.isObservable(cfg.publish.eventExclude)) return "";
+                var stored = cfg.publish.eventExclude();
+                var typed = excludeTyped();
+                if (typed !== null && _.isEqual(splitPatterns(typed), stored)) return typed;
+                return _.isArray(stored) ? stored.join(", ") : text(stored);
+            },
+            write: function (typed) {
+                var cfg = self.cfg();
+                if (!cfg || !ko.isObservable(cfg.publish.eventExclude)) return;
+                excludeTyped(typed);
+                cfg.publish.eventExclude(splitPatterns(typed));
+            }
+        });
+
         self.loadSettings = function () {
             var plugins = self.settingsViewModel.settings.plugins;
             self.cfg(plugins && plugins.mqtt ? plugins.mqtt : null);
@@ -258,6 +401,7 @@ $(function () {
 
         self.onSettingsShown = function () {
             self.loadSettings();
+            excludeTyped(null);
             self.testResult(null);
             self.requestStatus();
         };
@@ -273,7 +417,8 @@ $(function () {
             _.each(self.errors, function (error, name) {
                 if (!error()) return;
                 var path = PATHS[name];
-                cfg[path[0]][path[1]](saved[path[0]][path[1]]);
+                // A copy: a list put back must not be the one OctoPrint keeps as received.
+                cfg[path[0]][path[1]](_.clone(saved[path[0]][path[1]]));
                 reverted.push(path.join("."));
             });
             if (reverted.length) {

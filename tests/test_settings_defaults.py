@@ -49,6 +49,11 @@ ADDED = {
     "publish.queueWhileOffline": True,
     "publish.offlineQueueSize": 10000,
     "publish.eventExclude": [],
+    "publish.temperatureInterval": 0.0,
+    "publish.stateTopic": "state",
+    "publish.stateActive": True,
+    "publish.stateInterval": 1.0,
+    "publish.stateExpiry": 0,
 }
 
 

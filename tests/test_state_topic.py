@@ -265,7 +265,9 @@ def read_v5(host, port, topic, timeout=3.0):
 
 
 @pytest.mark.timeout(30)
-def test_mqtt5_expiry_lets_the_broker_drop_a_vanished_printers_state(core_factory, session_broker):
+def test_mqtt5_expiry_lets_the_broker_drop_a_vanished_printers_state(
+    core_factory, session_broker, subscriber_factory
+):
     base = unique_base()
     core = core_factory(
         settings_for(

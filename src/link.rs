@@ -434,6 +434,27 @@ impl Link for V5 {
     }
 }
 
+/// How long the broker may take to close the connection after our DISCONNECT.
+const DRAIN_MAX: Duration = Duration::from_millis(250);
+
+/// After DISCONNECT went out: reads what the broker still sends (messages for our
+/// subscriptions) until it closes the connection. Closing our end with them unread makes the
+/// kernel answer with a reset, and a broker that sees the reset before the DISCONNECT (Mosquitto
+/// does, while it is writing to us) fires the last will: a second `disconnected`.
+async fn drain(link: &mut impl Link, tx: &mpsc::Sender<NetEvent>) {
+    let _ = tokio::time::timeout(DRAIN_MAX, async {
+        while let Ok(Step { event, .. }) = link.step().await {
+            // Delivered like any other: they arrived before the goodbye.
+            if let Some(ev @ NetEvent::Message(_)) = event {
+                if tx.send(ev).await.is_err() {
+                    return;
+                }
+            }
+        }
+    })
+    .await;
+}
+
 /// Runs a link until DISCONNECT went out or the core stops listening: reconnects with
 /// backoff, and gives up on a connection that stayed silent for 1.5 keepalive periods (a
 /// frozen broker or a dead network path keeps TCP open; rumqttc alone would notice only at
@@ -497,7 +518,11 @@ async fn drive(mut link: impl Link, tx: mpsc::Sender<NetEvent>, keepalive: Durat
                     backoff_before = backoff.reset();
                     watchdog.as_mut().reset(last_heard + silence_limit);
                 }
-                if tx.send(event).await.is_err() || last {
+                if tx.send(event).await.is_err() {
+                    return;
+                }
+                if last {
+                    drain(&mut link, &tx).await;
                     return;
                 }
             }

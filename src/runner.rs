@@ -838,6 +838,7 @@ impl Runner {
             // The status message (if any) is in the client's hands: DISCONNECT may follow.
             let mut bye_handed = false;
             let mut disconnect_requested = false;
+            let mut disconnect_sent = false;
             loop {
                 if !bye_handed {
                     if self.delivery.waiting_is_empty() || Instant::now() >= tail_starts {
@@ -875,7 +876,9 @@ impl Runner {
                     None => break,
                 };
                 match ev {
-                    Ok(Some(NetEvent::DisconnectSent)) => break,
+                    // The link reads what the broker still sends until it closes the
+                    // connection (see link::drain); its end closes the channel.
+                    Ok(Some(NetEvent::DisconnectSent)) => disconnect_sent = true,
                     Ok(Some(NetEvent::Down { reason, .. })) => {
                         debug!("Connection ended while closing: {reason}");
                         break;
@@ -884,6 +887,7 @@ impl Runner {
                     Ok(Some(other)) => self.net_event(Some(other)),
                     Ok(None) => break,
                     Err(_) if wake < deadline => {}
+                    Err(_) if disconnect_sent => break,
                     Err(_) => {
                         warn!("The MQTT broker did not take the disconnect in time; closing the connection anyway");
                         break;

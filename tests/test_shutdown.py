@@ -10,8 +10,10 @@ import signal
 import subprocess
 import sys
 import textwrap
+import threading
 import time
 
+import paho.mqtt.client as mqtt
 from support.corekit import settings_for, unique_base, wait_state, wait_until
 from support.mqtt_env import read_retained
 
@@ -122,3 +124,48 @@ def test_shutdown_is_bounded_with_a_frozen_broker(core_factory, broker):
         assert timed_stop(core) < 1.2
     finally:
         broker.resume()
+
+
+def test_goodbye_is_clean_while_the_broker_is_still_sending(
+    core_factory, broker, subscriber_factory
+):
+    # A subscription that keeps receiving while the plugin says goodbye: closing the socket
+    # with the broker's messages unread made the kernel answer with a reset, and Mosquitto,
+    # reading that before the DISCONNECT, fired the last will ("disconnected due to ..."): a
+    # second `disconnected`, and a will where there should be none. Repeated, because it
+    # happened in some runs only.
+    base = unique_base()
+    sub = subscriber_factory(broker.host, broker.port, f"{base}mqtt")
+    feeder = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2)
+    feeder.connect(broker.host, broker.port)
+    feeder.loop_start()
+    stop_feeding = False
+
+    def feed():
+        while not stop_feeding:
+            feeder.publish(f"{base}feed/x", b"y" * 2048, qos=0)
+            time.sleep(0.0002)
+
+    feeding = threading.Thread(target=feed, daemon=True)
+    feeding.start()
+    received = []
+    try:
+        for round_ in range(10):
+            core = core_factory(settings_for(broker, base))
+            core.subscribe(f"{base}feed/#", lambda topic, payload, **kw: received.append(1))
+            wait_state(core, "connected")
+            wait_until(lambda c=core: c.status()["received"] > 100, 5.0, "the feed to arrive")
+            sub.clear()
+            assert timed_stop(core) < 1.2
+            bye = sub.wait_for(f"{base}mqtt", predicate=lambda m: m.payload == b"disconnected")
+            time.sleep(0.3)  # a last will would follow at once
+            goodbyes = [m for m in sub.messages(f"{base}mqtt") if m.payload == b"disconnected"]
+            assert goodbyes == [bye], f"round {round_}: {goodbyes}"
+            log = broker.log_text()
+            assert "disconnected due to" not in log, log[-3000:]
+            assert "Socket error on client octoprint-mqtt" not in log, log[-3000:]
+    finally:
+        stop_feeding = True
+        feeding.join(5)
+        feeder.loop_stop()
+        feeder.disconnect()

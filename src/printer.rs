@@ -412,9 +412,12 @@ impl Printer {
                 }
             }
         }
+        // Without readings a heater is absent (OctoPrint reports a chamber the printer does
+        // not have): the temperature topics skip it, OctoPrint's API leaves it out.
         let temperatures: Vec<(String, Heater)> = sample
             .heaters
             .into_iter()
+            .filter(|(_, r)| !r.is_empty())
             .map(|(name, r)| {
                 (
                     name,
@@ -780,6 +783,31 @@ mod tests {
         let out = p.due(false, t0 + Duration::from_secs(10));
         assert!(out.messages.is_empty() && out.wake.is_none());
         assert_eq!(p.at_connect(t0).wake, Some(t0 + Duration::from_secs(5)));
+    }
+
+    #[test]
+    fn heaters_without_readings_are_left_out_of_the_state() {
+        let p = printer(0.0, 0.0);
+        let t = Instant::now();
+        p.state_changed("OPERATIONAL", "Operational", None, true, t);
+        let mut s = sample(30.0);
+        s.heaters.push((
+            "chamber".into(),
+            Reading {
+                actual: None,
+                target: None,
+            },
+        ));
+        let out = p.temperatures(s, true, t);
+        let state = out
+            .messages
+            .iter()
+            .find(|m| m.topic == "octoprint/state")
+            .unwrap();
+        assert_eq!(
+            body(state)["temperatures"],
+            serde_json::json!({"tool0": {"actual": 30.0, "target": 200.0}})
+        );
     }
 
     #[test]

@@ -17,7 +17,7 @@ pub struct Reading {
 
 impl Reading {
     /// Heaters that report nothing (or zeros) for both values, such as an absent chamber.
-    fn is_empty(&self) -> bool {
+    pub fn is_empty(&self) -> bool {
         let blank = |v: Option<f64>| v.is_none_or(|v| v == 0.0);
         blank(self.actual) && blank(self.target)
     }

@@ -11,10 +11,9 @@ from __future__ import annotations
 import json
 import time
 
-import paho.mqtt.client as mqtt
 import pytest
 from support.corekit import connected_core, settings_for, unique_base, wait_state, wait_until
-from support.mqtt_env import read_retained
+from support.mqtt_env import read_retained, read_retained_v5
 
 JOB = {
     "file": {
@@ -246,24 +245,6 @@ def test_the_state_topic_can_be_moved_or_switched_off(
     assert not [m for m in sub.messages() if "state" in m.topic or "now" in m.topic]
 
 
-def read_v5(host, port, topic, timeout=3.0):
-    """The retained message on `topic` as an MQTT 5 subscriber gets it, or None."""
-    got = []
-    client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, protocol=mqtt.MQTTv5)
-    client.on_connect = lambda c, *a: c.subscribe(topic, qos=0)
-    client.on_message = lambda c, u, m: got.append(m)
-    client.connect(host, port)
-    client.loop_start()
-    try:
-        deadline = time.monotonic() + timeout
-        while not got and time.monotonic() < deadline:
-            time.sleep(0.05)
-    finally:
-        client.loop_stop()
-        client.disconnect()
-    return got[0] if got else None
-
-
 @pytest.mark.timeout(30)
 def test_mqtt5_expiry_lets_the_broker_drop_a_vanished_printers_state(
     core_factory, session_broker, subscriber_factory
@@ -280,7 +261,7 @@ def test_mqtt5_expiry_lets_the_broker_drop_a_vanished_printers_state(
     wait_state(core, "connected")
     core.printer_state("PRINTING", "Printing", JOB)
     msg = wait_until(
-        lambda: read_v5(session_broker.host, session_broker.port, f"{base}state", 1.0),
+        lambda: read_retained_v5(session_broker.host, session_broker.port, f"{base}state", 1.0),
         what="the retained state",
     )
     expiry = getattr(msg.properties, "MessageExpiryInterval", None)
@@ -292,7 +273,7 @@ def test_mqtt5_expiry_lets_the_broker_drop_a_vanished_printers_state(
     # The OctoPrint vanishes (its core is stopped; the state is not published again).
     core.stop(1.0)
     time.sleep(3.0)
-    assert read_v5(session_broker.host, session_broker.port, f"{base}state", 1.0) is None
+    assert read_retained_v5(session_broker.host, session_broker.port, f"{base}state", 1.0) is None
 
     # Without an expiry (the default) the state stays.
     other = unique_base()
@@ -300,7 +281,7 @@ def test_mqtt5_expiry_lets_the_broker_drop_a_vanished_printers_state(
     wait_state(core, "connected")
     core.printer_state("PRINTING", "Printing", JOB)
     msg = wait_until(
-        lambda: read_v5(session_broker.host, session_broker.port, f"{other}state", 1.0),
+        lambda: read_retained_v5(session_broker.host, session_broker.port, f"{other}state", 1.0),
         what="the retained state",
     )
     assert getattr(msg.properties, "MessageExpiryInterval", None) is None

@@ -8,7 +8,7 @@ import json
 import time
 from typing import Callable
 
-from support.mqtt_env import Message
+from support.mqtt_env import Message, Subscriber
 
 BASE = "octoprint/"
 STATUS_TOPIC = f"{BASE}mqtt"
@@ -105,3 +105,107 @@ def sub_topics(sub, topic_filter: str, base: str = BASE) -> set[str]:
 
 def mqtt_config(octoprint) -> dict:
     return (octoprint.read_config().get("plugins") or {}).get("mqtt") or {}
+
+
+# The state topic's flags: each is also one of /api/printer's state.flags.
+STATE_FLAGS = [
+    "operational",
+    "printing",
+    "paused",
+    "error",
+    "ready",
+    "cancelling",
+    "pausing",
+    "closedOrError",
+]
+OFFLINE_FLAGS = {flag: flag == "closedOrError" for flag in STATE_FLAGS}
+
+
+def read_state(broker, topic: str = STATE_TOPIC, timeout: float = 1.0) -> dict | None:
+    """The retained state as a late subscriber gets it, or None when the broker keeps none.
+    Returns as soon as the retained copy arrives; `timeout` is only spent when there is none."""
+    sub = Subscriber(broker.host, broker.port, topic)
+    try:
+        try:
+            message = sub.wait_for(topic, timeout=timeout, predicate=lambda m: m.retain)
+        except AssertionError:
+            return None
+        return decode(message)
+    finally:
+        sub.close()
+
+
+def wait_retained_state(
+    broker, check: Callable[[dict], object], timeout: float, what: str, topic: str = STATE_TOPIC
+) -> dict:
+    """Polls the retained state (a late subscriber each time) until `check` accepts it."""
+    seen: list = []
+
+    def accepted():
+        state = read_state(broker, topic)
+        seen.append(state)
+        return state if state is not None and check(state) else None
+
+    return wait_until(accepted, timeout, lambda: f"{what}; last retained state: {seen[-1:]}")
+
+
+def state_text(state: dict | None) -> str | None:
+    return ((state or {}).get("state") or {}).get("text")
+
+
+def collapse(items: list) -> list:
+    """`items` without consecutive repeats."""
+    return [item for i, item in enumerate(items) if i == 0 or items[i - 1] != item]
+
+
+def rest_state(octoprint) -> dict:
+    """/api/printer's state with only the flags the state topic has; the state while the
+    printer is offline (when OctoPrint answers 409 there)."""
+    response = octoprint.get_response("/api/printer")
+    if response.status_code == 409:
+        return {"text": "Offline", "flags": dict(OFFLINE_FLAGS), "error": ""}
+    response.raise_for_status()
+    state = response.json()["state"]
+    return {
+        "text": state["text"],
+        "flags": {flag: state["flags"][flag] for flag in STATE_FLAGS},
+        "error": state["error"],
+    }
+
+
+def rest_job(octoprint) -> dict | None:
+    """/api/job's job in the state topic's shape, or None when no file is selected."""
+    job = octoprint.job_state()["job"]
+    file = job.get("file") or {}
+    if file.get("path") is None:
+        return None
+    return {
+        "name": file["name"],
+        "path": file["path"],
+        "origin": file["origin"],
+        "size": file["size"],
+        "estimatedPrintTime": job.get("estimatedPrintTime"),
+        "user": job.get("user"),
+    }
+
+
+def rest_view(octoprint) -> dict:
+    """What OctoPrint's REST API says of the state topic's state, job and progress (progress
+    without `percent`, the plugin's own)."""
+    job = rest_job(octoprint)
+    progress = None
+    if job is not None:
+        reported = octoprint.job_state()["progress"] or {}
+        progress = {key: reported.get(key) for key in PROGRESS_FIELDS}
+    return {"state": rest_state(octoprint), "job": job, "progress": progress}
+
+
+PROGRESS_FIELDS = ["completion", "printTime", "printTimeLeft", "printTimeLeftOrigin"]
+
+
+def state_view(state: dict) -> dict:
+    """The parts of a state message that rest_view has."""
+    progress = state["progress"]
+    if progress is not None:
+        progress = {key: progress[key] for key in PROGRESS_FIELDS}
+    return {"state": state["state"], "job": state["job"], "progress": progress}

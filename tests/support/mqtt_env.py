@@ -389,3 +389,27 @@ def read_retained(
         return {m.topic: m for m in sub.messages() if m.retain}
     finally:
         sub.close()
+
+
+def read_retained_v5(host: str, port: int, topic: str, timeout: float = 3.0):
+    """The retained message on `topic` as a late MQTT 5 subscriber gets it (paho's message,
+    with its `properties`), or None when none arrives within `timeout`."""
+    got: list = []
+    arrived = threading.Event()
+
+    def on_message(client, userdata, msg) -> None:
+        if msg.retain:
+            got.append(msg)
+            arrived.set()
+
+    client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, protocol=mqtt.MQTTv5)
+    client.on_connect = lambda c, *args: c.subscribe(topic, qos=0)
+    client.on_message = on_message
+    client.connect(host, port)
+    client.loop_start()
+    try:
+        arrived.wait(timeout)
+    finally:
+        client.disconnect()
+        client.loop_stop()
+    return got[0] if got else None

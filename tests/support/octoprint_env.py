@@ -296,6 +296,10 @@ class OctoPrintInstance:
         response.raise_for_status()
         return response.json()
 
+    def get_response(self, path: str) -> requests.Response:
+        """GET without raising on an error status (/api/printer answers 409 while offline)."""
+        return self._http.get(f"{self.url}{path}", timeout=10)
+
     def post(self, path: str, payload: dict) -> requests.Response:
         response = self._http.post(f"{self.url}{path}", json=payload, timeout=10)
         response.raise_for_status()

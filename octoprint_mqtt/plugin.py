@@ -146,13 +146,13 @@ class MqttPlugin(
 
     def on_startup(self, host, port):
         # The state topic's first message (at connect) needs the printer's state.
+        data = self._printer.get_current_data() or {}
         self._report(
             self._core.printer_state,
             self._printer.get_state_id(),
             self._printer.get_state_string(),
-            self._printer.get_current_job(),
+            data.get("job"),
         )
-        data = self._printer.get_current_data() or {}
         self._report(self._core.printer_data, data.get("job"), data.get("progress"))
         # Before OctoPrint fires Startup: the core keeps events until the broker answers.
         self._push_settings()

@@ -137,13 +137,6 @@ pub fn percent(
     ratio.round_ties_even().clamp(0.0, 100.0) as i64
 }
 
-/// One heater in the state message.
-#[derive(Debug, Clone, Copy, PartialEq, Serialize)]
-struct Heater {
-    actual: Option<f64>,
-    target: Option<f64>,
-}
-
 /// A temperature sample: each heater's reading and the sample's time (Unix seconds).
 pub struct Sample {
     pub time: u64,
@@ -156,7 +149,7 @@ struct Snapshot {
     state: Option<State>,
     job: Option<Job>,
     progress: Option<Progress>,
-    temperatures: Vec<(String, Heater)>,
+    temperatures: Vec<(String, Reading)>,
 }
 
 #[derive(Serialize)]
@@ -414,19 +407,10 @@ impl Printer {
         }
         // Without readings a heater is absent (OctoPrint reports a chamber the printer does
         // not have): the temperature topics skip it, OctoPrint's API leaves it out.
-        let temperatures: Vec<(String, Heater)> = sample
+        let temperatures: Vec<(String, Reading)> = sample
             .heaters
             .into_iter()
             .filter(|(_, r)| !r.is_empty())
-            .map(|(name, r)| {
-                (
-                    name,
-                    Heater {
-                        actual: r.actual,
-                        target: r.target,
-                    },
-                )
-            })
             .collect();
         let changed = inner.snapshot.temperatures != temperatures;
         inner.snapshot.temperatures = temperatures;

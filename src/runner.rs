@@ -329,10 +329,7 @@ impl Runner {
                 queue_capacity,
             } => self.configure(*conn, queue_capacity).await,
             Command::Subscribe { filter, qos } => self.subscribe(&filter, qos),
-            Command::Wake(at) => {
-                let at = Instant::from_std(at);
-                self.wake = Some(self.wake.map_or(at, |w| w.min(at)));
-            }
+            Command::Wake(at) => self.wake_at(at),
             Command::Unsubscribe { filter } => {
                 if let (true, Some(s)) = (self.connected, &self.session) {
                     if !s.client.try_unsubscribe(&filter) {
@@ -352,6 +349,12 @@ impl Runner {
                 warn!("Could not subscribe to {filter:?} now (the client is busy); it is renewed at the next connect");
             }
         }
+    }
+
+    /// Something of the printer's state waits until `at`: the earliest such time wakes us.
+    fn wake_at(&mut self, at: std::time::Instant) {
+        let at = Instant::from_std(at);
+        self.wake = Some(self.wake.map_or(at, |w| w.min(at)));
     }
 
     /// Sends what of the printer's state fell due, by the rule every message passes
@@ -651,8 +654,8 @@ impl Runner {
         }
         // Then the printer's state (not kept while offline: this one is the current one).
         let state = self.printer.at_connect(std::time::Instant::now());
-        if let Some(at) = state.wake.map(Instant::from_std) {
-            self.wake = Some(self.wake.map_or(at, |w| w.min(at)));
+        if let Some(at) = state.wake {
+            self.wake_at(at);
         }
         for m in state.messages {
             self.delivery.push_front(m, true);

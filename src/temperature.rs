@@ -9,7 +9,8 @@ const TARGET_STEP: f64 = 0.1;
 /// Float differences are compared with this slack, so that 20.1 -> 20.2 counts as 0.1.
 const SLACK: f64 = 1e-9;
 
-#[derive(Debug, Clone, Copy, PartialEq)]
+/// A heater's values; serialised as the state message's `{"actual", "target"}`.
+#[derive(Debug, Clone, Copy, PartialEq, serde::Serialize)]
 pub struct Reading {
     pub actual: Option<f64>,
     pub target: Option<f64>,

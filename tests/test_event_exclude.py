@@ -19,6 +19,7 @@ from support.e2ekit import (
     assert_no_traceback,
     broker_settings,
     event_topic,
+    layers_gcode,
     mqtt_config,
     payload_is,
     upload_analysed,
@@ -172,16 +173,7 @@ def test_a_save_refuses_unusable_patterns_and_stores_lists():
 
 
 # Moves at three heights (ZChange each) and a position report (M114: PositionUpdate).
-GCODE = "\n".join(
-    ["G21", "G90", "G28"]
-    + [
-        line
-        for z in (0.3, 0.5, 0.7)
-        for line in [f"G1 Z{z} F6000"]
-        + [f"G1 X{10 + 5 * i} Y{10 + 3 * i} F60000" for i in range(4)]
-    ]
-    + ["M114", "G1 Z5 F6000", "M84", ""]
-)
+GCODE = layers_gcode(4, before_end=("M114",))
 EXCLUDED = ("ZChange", "PositionUpdate")
 
 

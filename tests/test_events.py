@@ -24,6 +24,7 @@ from support.e2ekit import (
     STATUS_TOPIC,
     assert_no_traceback,
     event_topic,
+    layers_gcode,
     payload_is,
 )
 from support.mqtt_env import Message, read_retained
@@ -230,18 +231,7 @@ def test_containers_that_contain_themselves(core_factory, session_broker, subscr
 RETAINED_EVENTS = {"ZChange", "FirmwareData"}
 
 
-# Moves at several heights so that OctoPrint fires ZChange; a high feed rate
-# keeps the virtual printer from simulating slow moves.
-GCODE = "\n".join(
-    ["G21", "G90", "G28"]
-    + [
-        line
-        for z in (0.3, 0.5, 0.7)
-        for line in [f"G1 Z{z} F6000"]
-        + [f"G1 X{10 + 5 * i} Y{10 + 3 * i} F60000" for i in range(8)]
-    ]
-    + ["G1 Z5 F6000", "M84", ""]
-)
+GCODE = layers_gcode(8)
 
 
 def assert_event(

@@ -48,6 +48,15 @@ def print_gcode(moves: int, dwell_ms: int) -> str:
     return "\n".join(lines)
 
 
+def watched_octoprint(broker, subscriber_factory, octoprint_factory):
+    """An OctoPrint with the default settings on `broker`, and a subscriber to every topic
+    that has seen its first state message."""
+    live = subscriber_factory(broker.host, broker.port)
+    octoprint = octoprint_factory(broker_settings(broker))
+    live.wait_for(STATE_TOPIC, timeout=30)
+    return live, octoprint
+
+
 def live_states(sub) -> list[dict]:
     return [decode(m) for m in sub.messages(STATE_TOPIC)]
 
@@ -86,9 +95,7 @@ def test_a_print_from_connect_to_done_through_the_retained_state(
     broker, subscriber_factory, octoprint_factory
 ):
     name = "state-print.gcode"
-    live = subscriber_factory(broker.host, broker.port)
-    octoprint = octoprint_factory(broker_settings(broker))
-    live.wait_for(STATE_TOPIC, timeout=30)
+    live, octoprint = watched_octoprint(broker, subscriber_factory, octoprint_factory)
 
     offline = read_state(broker)
     assert offline is not None, "no retained state after startup"
@@ -167,9 +174,7 @@ def test_a_cancelled_print_through_the_retained_state(
     broker, subscriber_factory, octoprint_factory
 ):
     name = "state-cancel.gcode"
-    live = subscriber_factory(broker.host, broker.port)
-    octoprint = octoprint_factory(broker_settings(broker))
-    live.wait_for(STATE_TOPIC, timeout=30)
+    live, octoprint = watched_octoprint(broker, subscriber_factory, octoprint_factory)
     octoprint.connect_printer()
     upload_analysed(octoprint, live, name, print_gcode(moves=150, dwell_ms=100))
     octoprint.print_file(name)
@@ -213,9 +218,7 @@ def test_a_disconnected_printer_is_offline_without_job(
     broker, subscriber_factory, octoprint_factory
 ):
     name = "state-selected.gcode"
-    live = subscriber_factory(broker.host, broker.port)
-    octoprint = octoprint_factory(broker_settings(broker))
-    live.wait_for(STATE_TOPIC, timeout=30)
+    live, octoprint = watched_octoprint(broker, subscriber_factory, octoprint_factory)
     octoprint.connect_printer()
     # A selected file: the job and its (empty) progress the disconnect must clear.
     octoprint.upload(name, print_gcode(moves=5, dwell_ms=10), select=True, print_=False)

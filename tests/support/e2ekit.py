@@ -79,6 +79,21 @@ def heating_print_gcode(moves: int, dwell_ms: int) -> str:
     return "\n".join(lines)
 
 
+def layers_gcode(moves_per_layer: int, before_end: tuple[str, ...] = ()) -> str:
+    """Moves at three heights, so that OctoPrint fires ZChange at each; a high feed rate keeps
+    the virtual printer from simulating slow moves. `before_end`: lines before the last lift."""
+    return "\n".join(
+        ["G21", "G90", "G28"]
+        + [
+            line
+            for z in (0.3, 0.5, 0.7)
+            for line in [f"G1 Z{z} F6000"]
+            + [f"G1 X{10 + 5 * i} Y{10 + 3 * i} F60000" for i in range(moves_per_layer)]
+        ]
+        + [*before_end, "G1 Z5 F6000", "M84", ""]
+    )
+
+
 QUICK_GCODE = "\n".join(
     ["G21", "G90", "G28", "G92 E0"]
     + [f"G1 X{10 + i} Y{10 + i} E{0.1 * (i + 1):.1f} F6000\nG4 P100" for i in range(15)]

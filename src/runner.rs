@@ -229,6 +229,8 @@ struct Runner {
     /// Filters whose SUBSCRIBE is on its way, in order; then by packet id until the SUBACK.
     subscribing: VecDeque<String>,
     awaiting_suback: Vec<(u16, String)>,
+    /// What this connection has subscribed, by filter, with the QoS asked for.
+    subscribed: Vec<(String, Qos)>,
     dispatch: Inbox,
     dispatch_overflow_logged: bool,
     /// The printer's state (printer.rs), and when what waits there falls due.
@@ -271,6 +273,7 @@ impl Runner {
             subscriptions,
             subscribing: VecDeque::new(),
             awaiting_suback: Vec::new(),
+            subscribed: Vec::new(),
             dispatch,
             dispatch_overflow_logged: false,
             printer,
@@ -331,6 +334,7 @@ impl Runner {
             Command::Subscribe { filter, qos } => self.subscribe(&filter, qos),
             Command::Wake(at) => self.wake_at(at),
             Command::Unsubscribe { filter } => {
+                self.subscribed.retain(|(f, _)| *f != filter);
                 if let (true, Some(s)) = (self.connected, &self.session) {
                     if !s.client.try_unsubscribe(&filter) {
                         warn!("Could not unsubscribe from {filter:?} now; it ends with the connection");
@@ -343,8 +347,20 @@ impl Runner {
     /// Sends a SUBSCRIBE when connected; otherwise the next connect does.
     fn subscribe(&mut self, filter: &str, qos: Qos) {
         if let (true, Some(s)) = (self.connected, &self.session) {
+            // Already subscribed so on this connection: a filter registered just as it came up
+            // is in what the connect subscribed, and its own command follows. A second
+            // SUBSCRIBE would make the broker send the filter's retained messages again.
+            if self
+                .subscribed
+                .iter()
+                .any(|(f, q)| f == filter && *q == qos)
+            {
+                return;
+            }
             if s.client.try_subscribe(filter, qos) {
                 self.subscribing.push_back(filter.to_owned());
+                self.subscribed.retain(|(f, _)| f != filter);
+                self.subscribed.push((filter.to_owned(), qos));
             } else {
                 warn!("Could not subscribe to {filter:?} now (the client is busy); it is renewed at the next connect");
             }
@@ -643,6 +659,7 @@ impl Runner {
         // Subscriptions first: the broker handles packets in order, so a callback watching the
         // status topic sees the `connected` that follows.
         self.subscribing.clear();
+        self.subscribed.clear();
         self.awaiting_suback.clear();
         let filters = self
             .subscriptions

@@ -113,3 +113,35 @@ def test_subscribe_and_unsubscribe_racing_leave_the_broker_with_what_the_registr
     time.sleep(1)
     # Unsubscribed at the broker, not just filtered here.
     assert core.status()["received"] == received
+
+
+@pytest.mark.timeout(60)
+def test_a_filter_subscribed_while_connecting_gets_its_retained_message_once(
+    core_factory, session_broker
+):
+    # A subscription made just as the connection comes up is in the registry when the connect
+    # subscribes everything, and its own SUBSCRIBE follows: sent twice, the broker delivers the
+    # retained message twice (a consumer plugin saw a retained command twice).
+    base = unique_base()
+    publisher = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2)
+    publisher.connect(session_broker.host, session_broker.port)
+    publisher.loop_start()
+    topics = [f"{base}cmd/{i}" for i in range(40)]
+    for t in topics:
+        publisher.publish(t, b"on", qos=1, retain=True).wait_for_publish(5)
+    publisher.loop_stop()
+    publisher.disconnect()
+    for round_ in range(5):
+        got: list[str] = []
+        core = core_factory()
+        core.configure(settings_for(session_broker, base))
+        # Subscribing all along the connect, so that some land right as it happens.
+        for t in topics:
+            core.subscribe(t, lambda topic, payload, got=got, **kw: got.append(topic))
+            time.sleep(0.0005)
+        wait_state(core, "connected")
+        wait_until(lambda got=got: len(set(got)) == len(topics), 10, "every retained message")
+        time.sleep(0.3)
+        twice = sorted(t for t in set(got) if got.count(t) > 1)
+        assert not twice, f"round {round_}: delivered more than once: {twice}"
+        core.stop(1.0)

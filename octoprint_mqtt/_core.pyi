@@ -40,6 +40,22 @@ class Core:
     ) -> int:
         """``job`` and ``progress`` of OctoPrint's current data: a new job is published at
         once, new progress at most once per ``publish.stateInterval``."""
+    def homeassistant_device(
+        self,
+        device: Mapping[str, Any],
+        generated_node_id: str,
+        blocked_by: Optional[str] = None,
+    ) -> int:
+        """What Home Assistant's discovery says of the device (``name``, ``manufacturer``,
+        ``model``, ``sw_version``, ``configuration_url``, ``heaters``), the node id used while
+        ``homeassistant.nodeId`` is unset, and the plugin doing discovery instead (ours then
+        stays off). Publishes the configs that changed; returns how many messages."""
+    def homeassistant_uninstall(self) -> int:
+        """Clears the discovery configs published (empty retained payloads); none are
+        published again until restart."""
+    def homeassistant_status(self) -> dict[str, Any]:
+        """``{node_id, entities, off, other_plugin}``; ``off`` is None while discovery
+        publishes, else ``setting``, ``no_state_topic``, ``other_plugin`` or ``uninstalling``."""
     def publish_metadata(self, metadata: Optional[Mapping[str, Any]] = None) -> int:
         """The configured metadata keys (dots walk into nested dicts) of a file's metadata,
         or with ``None`` an empty payload per key (clears retained values)."""

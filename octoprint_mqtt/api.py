@@ -47,7 +47,7 @@ def push_status(plugin_manager, identifier, status):
 
 def status(core):
     _require_permission()
-    return flask.jsonify(status=core.status())
+    return flask.jsonify(status=core.status(), homeassistant=core.homeassistant_status())
 
 
 def _merge(base, extra):

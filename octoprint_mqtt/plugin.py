@@ -4,11 +4,15 @@ Everything that does not need OctoPrint's objects (the connection, topics, JSON,
 happens in the Rust core; this class reads the settings once per save and pushes them there.
 """
 
+import os
+import secrets
+import socket
 import threading
 import time
 from collections import OrderedDict
 
 import octoprint.plugin
+from octoprint import __version__ as OCTOPRINT_VERSION
 from octoprint.printer import PrinterCallback
 from octoprint.util import RepeatedTimer
 
@@ -26,6 +30,14 @@ JOB_END_EVENTS = frozenset(("PrintDone", "PrintFailed", "PrintCancelled"))
 # come from other plugins too, and one with a bad character in a varying part (a file name)
 # makes a new error text each time.
 REPORTED_ERRORS_MAX = 100
+# Events after which the device Home Assistant's discovery describes may have changed.
+DEVICE_EVENTS = frozenset(("Connected", "PrinterProfileModified", "SettingsUpdated"))
+# The plugin that does Home Assistant discovery through our helpers: with it loaded ours
+# stays off, or every entity would appear twice.
+OTHER_DISCOVERY_PLUGINS = {"homeassistant": "OctoPrint-HomeAssistant"}
+# In the plugin's data folder: a file of OctoPrint's base folder, not of config.yaml, so a
+# copied configuration does not clone it.
+NODE_ID_FILE = "homeassistant-node-id"
 
 
 def settings_defaults():
@@ -63,6 +75,8 @@ class MqttPlugin(
         self._timestamp_field = self._core.timestamp_field
         self._status_pusher = None
         self._test_lock = threading.Lock()
+        self._server = (None, None)
+        self._generated_node_id = None
 
     # ~~ settings
 
@@ -145,6 +159,7 @@ class MqttPlugin(
     # ~~ lifecycle
 
     def on_startup(self, host, port):
+        self._server = (host, port)
         # The state topic's first message (at connect) needs the printer's state.
         data = self._printer.get_current_data() or {}
         self._report(
@@ -154,6 +169,7 @@ class MqttPlugin(
             data.get("job"),
         )
         self._report(self._core.printer_data, data.get("job"), data.get("progress"))
+        self._push_device()
         # Before OctoPrint fires Startup: the core keeps events until the broker answers.
         self._push_settings()
         # Overwrite progress retained by an earlier run; queued, so it follows `connected`.
@@ -179,6 +195,10 @@ class MqttPlugin(
         self._printer.register_callback(self)
         self._status_pusher = StatusPusher(self._core, self._push_status, logger=self._logger)
         self._status_pusher.start()
+
+    def on_plugin_pending_uninstall(self):
+        # Home Assistant would keep the device (its retained configs) forever otherwise.
+        self._report(self._core.homeassistant_uninstall)
 
     def on_shutdown(self):
         if self._status_pusher is not None:
@@ -210,6 +230,8 @@ class MqttPlugin(
             )
         elif event == "Error":
             self._report(self._core.printer_error, str((payload or {}).get("error") or ""))
+        elif event in DEVICE_EVENTS:
+            self._push_device()
         if event in JOB_EVENTS:
             self._start_progress_checks()
         if event == "PrintStarted" and self._metadata_active:
@@ -235,6 +257,77 @@ class MqttPlugin(
         except Exception:
             self._logger.exception("Cannot read the metadata of %s", payload.get("path"))
             return None
+
+    # ~~ Home Assistant discovery (the configs are built in the core: discovery.rs)
+
+    def _push_device(self):
+        other = next(
+            (
+                name
+                for identifier, name in OTHER_DISCOVERY_PLUGINS.items()
+                if self._plugin_manager.get_plugin(identifier) is not None
+            ),
+            None,
+        )
+        self._report(self._core.homeassistant_device, self._device_info(), self._node_id(), other)
+
+    def _device_info(self):
+        profile = self._printer_profile_manager.get_current_or_default() or {}
+        extruder = profile.get("extruder") or {}
+        count = 1 if extruder.get("sharedNozzle") else int(extruder.get("count") or 1)
+        heaters = [f"tool{i}" for i in range(count)]
+        if profile.get("heatedBed"):
+            heaters.append("bed")
+        if profile.get("heatedChamber"):
+            heaters.append("chamber")
+        return {
+            "name": self._settings.global_get(["appearance", "name"]) or socket.gethostname(),
+            "manufacturer": "OctoPrint",
+            "model": profile.get("model") or profile.get("name") or "",
+            "sw_version": OCTOPRINT_VERSION,
+            "configuration_url": self._configuration_url(),
+            "heaters": heaters,
+        }
+
+    def _configuration_url(self):
+        # What OctoPrint announces on the network (its discovery plugin), else the address it
+        # listens on when that is one others can reach; otherwise none.
+        public_host = self._settings.global_get(["plugins", "discovery", "publicHost"])
+        public_port = self._settings.global_get(["plugins", "discovery", "publicPort"])
+        host, port = public_host or self._server[0], public_port or self._server[1]
+        if not host or host in ("0.0.0.0", "::") or str(host).startswith("127."):
+            return None
+        if ":" in str(host):
+            host = f"[{host}]"
+        return f"http://{host}:{port}/"
+
+    def _node_id(self):
+        """The discovery node id of this OctoPrint while `homeassistant.nodeId` is unset:
+        made once, kept in the plugin's data folder."""
+        if self._generated_node_id is None:
+            self._generated_node_id = self._load_node_id()
+        return self._generated_node_id
+
+    def _load_node_id(self):
+        path = os.path.join(self.get_plugin_data_folder(), NODE_ID_FILE)
+        try:
+            with open(path, encoding="utf-8") as f:
+                stored = f.read().strip()
+            if stored:
+                return stored
+        except FileNotFoundError:
+            pass
+        except OSError as exc:
+            self._logger.warning("Cannot read %s (%s): making a new node id", path, exc)
+        node_id = "octoprint-" + secrets.token_hex(5)
+        try:
+            with open(path, "w", encoding="utf-8") as f:
+                f.write(node_id + "\n")
+        except OSError as exc:
+            self._logger.warning(
+                "Cannot store the node id in %s (%s): it changes at the next start", path, exc
+            )
+        return node_id
 
     # ~~ progress
 

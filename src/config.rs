@@ -8,6 +8,7 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
+use crate::discovery;
 use crate::events::EventToggles;
 use crate::glob;
 use crate::lenient::{
@@ -22,6 +23,7 @@ pub struct Settings {
     pub broker: Broker,
     pub client: Client,
     pub publish: Publish,
+    pub homeassistant: HomeAssistant,
     #[serde(deserialize_with = "field_name")]
     pub timestamp_fieldname: String,
 }
@@ -32,7 +34,34 @@ impl Default for Settings {
             broker: Broker::default(),
             client: Client::default(),
             publish: Publish::default(),
+            homeassistant: HomeAssistant::default(),
             timestamp_fieldname: "_timestamp".into(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(default)]
+pub struct HomeAssistant {
+    /// Where Home Assistant says `online` when it (re)starts; empty: not watched.
+    #[serde(rename = "birthTopic", deserialize_with = "lenient_string")]
+    pub birth_topic: String,
+    #[serde(deserialize_with = "lenient_bool")]
+    pub discovery: bool,
+    #[serde(deserialize_with = "lenient_string")]
+    pub prefix: String,
+    /// Unset: the id generated once for this OctoPrint (see the plugin's `_node_id`).
+    #[serde(rename = "nodeId", deserialize_with = "optional_string")]
+    pub node_id: Option<String>,
+}
+
+impl Default for HomeAssistant {
+    fn default() -> Self {
+        HomeAssistant {
+            birth_topic: "homeassistant/status".into(),
+            discovery: false,
+            prefix: "homeassistant".into(),
+            node_id: None,
         }
     }
 }
@@ -416,6 +445,7 @@ impl Settings {
                 .event_exclude
                 .retain(|p| glob::check(p).is_ok());
         }
+        warnings.extend(self.homeassistant.sanitize());
         if self.publish.lw_active {
             let status = format!("{}{}", self.publish.base_topic, self.publish.lw_topic);
             if let Err(e) = topic::validate_topic(&status) {
@@ -510,6 +540,30 @@ impl Settings {
         })
     }
 
+    /// The birth topic to watch, if any.
+    pub fn birth_topic(&self) -> Option<String> {
+        Some(self.homeassistant.birth_topic.clone()).filter(|t| !t.is_empty())
+    }
+
+    /// What discovery reads (see discovery.rs).
+    pub fn discovery(&self) -> discovery::Setup {
+        let p = &self.publish;
+        discovery::Setup {
+            enabled: self.homeassistant.discovery,
+            prefix: self.homeassistant.prefix.clone(),
+            node_id: self.homeassistant.node_id.clone(),
+            availability: p
+                .lw_active
+                .then(|| format!("{}{}", p.base_topic, p.lw_topic)),
+            state_topic: if p.state_active {
+                format!("{}{}", p.base_topic, p.state_topic)
+            } else {
+                String::new()
+            },
+            timestamp_field: self.timestamp_fieldname.clone(),
+        }
+    }
+
     pub fn publishing(&self) -> PublishConfig {
         PublishConfig {
             base_topic: self.publish.base_topic.clone(),
@@ -544,6 +598,63 @@ impl Settings {
                 .collect(),
         }
     }
+}
+
+impl HomeAssistant {
+    /// Values that parse but cannot work fall back to their defaults, with a warning.
+    fn sanitize(&mut self) -> Vec<String> {
+        let mut warnings = Vec::new();
+        let defaults = HomeAssistant::default();
+        self.birth_topic = self.birth_topic.trim().to_string();
+        if let Err(e) = birth_topic_problem(&self.birth_topic) {
+            warnings.push(format!(
+                "plugins.mqtt.homeassistant.birthTopic: {e}; using {:?}",
+                defaults.birth_topic
+            ));
+            self.birth_topic = defaults.birth_topic;
+        }
+        self.prefix = self.prefix.trim().trim_end_matches('/').to_string();
+        if let Err(e) = prefix_problem(&self.prefix) {
+            warnings.push(format!(
+                "plugins.mqtt.homeassistant.prefix: {e}; using {:?}",
+                defaults.prefix
+            ));
+            self.prefix = defaults.prefix;
+        }
+        if let Some(id) = self.node_id.take() {
+            let trimmed = id.trim();
+            if discovery::valid_node_id(trimmed) {
+                self.node_id = Some(trimmed.to_string());
+            } else if !trimmed.is_empty() {
+                warnings.push(format!(
+                    "plugins.mqtt.homeassistant.nodeId: {id:?} {NODE_ID_RULE}; using the id generated for this OctoPrint"
+                ));
+            }
+        }
+        warnings
+    }
+}
+
+/// What a node id must be, as the log and the settings page say it.
+pub const NODE_ID_RULE: &str =
+    "must be 1 to 64 letters, digits, '_' or '-' (Home Assistant's rule for discovery topics)";
+
+/// `homeassistant.birthTopic`: empty (not watched) or a topic (no wildcards).
+pub fn birth_topic_problem(topic: &str) -> crate::error::Result<()> {
+    if topic.is_empty() {
+        return Ok(());
+    }
+    topic::validate_topic(topic)
+}
+
+/// `homeassistant.prefix`: the first levels of every discovery topic.
+pub fn prefix_problem(prefix: &str) -> crate::error::Result<()> {
+    if prefix.is_empty() {
+        return Err(crate::error::Error::ArgumentValue(
+            "the discovery prefix cannot be empty".into(),
+        ));
+    }
+    topic::validate_topic(&format!("{prefix}/sensor/node/object/config"))
 }
 
 impl PublishConfig {

@@ -3,8 +3,10 @@
 
 #[macro_use]
 mod logging;
+mod announce;
 mod config;
 mod delivery;
+mod discovery;
 mod dispatch;
 mod error;
 mod events;
@@ -76,6 +78,9 @@ struct Core {
     client_id: String,
     /// Shared with the core's thread, which sends what falls due later.
     printer: Arc<printer::Printer>,
+    /// Shared with the core's thread, which repeats them after Home Assistant's birth.
+    discovery: Arc<discovery::Discovery>,
+    progress: Arc<announce::Memo>,
     subscriptions: subscriptions::Subscriptions,
     /// The settings warnings of the last `configure`: OctoPrint configures again at startup
     /// and on every save, and a value already reported is not reported again.
@@ -134,10 +139,14 @@ impl Core {
         dispatch::spawn(outbox, registry.clone(), callback_errors.clone()).map_err(thread_error)?;
         let publishing = Arc::new(defaults.publishing());
         let printer = Arc::new(printer::Printer::new(publishing.clone(), unix_now));
+        let discovery = Arc::new(discovery::Discovery::default());
+        let progress = Arc::new(announce::Memo::default());
         let peers = runner::Peers {
             dispatch: inbox,
             subscriptions: registry.clone(),
             printer: printer.clone(),
+            discovery: discovery.clone(),
+            progress: progress.clone(),
         };
         let handle =
             Handle::spawn(defaults.publish.offline_queue_size, peers).map_err(thread_error)?;
@@ -148,6 +157,8 @@ impl Core {
             publishing: RwLock::new(publishing),
             client_id: config::generate_client_id(),
             printer,
+            discovery,
+            progress,
             warned: Mutex::new(Vec::new()),
         })
     }
@@ -174,10 +185,20 @@ impl Core {
         }
         let publishing = Arc::new(settings.publishing());
         *self.publishing.write().unwrap_or_else(|p| p.into_inner()) = publishing.clone();
+        self.progress.keep_only(&if publishing.progress_active {
+            vec![
+                publishing.progress_topic("printing"),
+                publishing.progress_topic("slicing"),
+            ]
+        } else {
+            Vec::new()
+        });
         let moved = self
             .printer
             .configure(publishing, self.online(), Instant::now());
         self.deliver(moved)?;
+        self.send_all(self.discovery.configure(settings.discovery()))?;
+        self.handle.control(Command::Birth(settings.birth_topic()));
         if !connect {
             return Ok(());
         }
@@ -212,7 +233,10 @@ impl Core {
         queue: Option<bool>,
     ) -> PyResult<bool> {
         match outgoing::progress(&self.publishing(), kind, payload, queue, unix_now())? {
-            Some(m) => self.send(m),
+            Some(m) => {
+                self.progress.note(&m);
+                self.send(m)
+            }
             None => Ok(false),
         }
     }
@@ -271,6 +295,50 @@ impl Core {
             self.printer
                 .data(job, progress, self.online(), Instant::now()),
         )
+    }
+
+    /// What Home Assistant's discovery names the device after (`name`, `manufacturer`,
+    /// `model`, `sw_version`, `configuration_url`, `heaters`), the node id generated for this
+    /// OctoPrint (used while `homeassistant.nodeId` is unset), and the plugin that does
+    /// discovery instead, when one is loaded. Publishes what changed; returns how many.
+    #[pyo3(signature = (device, generated_node_id, blocked_by=None))]
+    fn homeassistant_device(
+        &self,
+        device: &Bound<'_, PyAny>,
+        generated_node_id: &str,
+        blocked_by: Option<String>,
+    ) -> PyResult<usize> {
+        let device: discovery::Device = pythonize::depythonize(device)
+            .map_err(|e| Error::ArgumentType(format!("device: {e}")))?;
+        self.send_all(
+            self.discovery
+                .identify(device, generated_node_id.to_string(), blocked_by),
+        )
+    }
+
+    /// The plugin is being uninstalled: clears its discovery configs (empty retained
+    /// payloads) and publishes none until OctoPrint restarts. Returns how many.
+    fn homeassistant_uninstall(&self) -> PyResult<usize> {
+        self.send_all(self.discovery.uninstall())
+    }
+
+    /// `{node_id, entities, off, other_plugin}`: `off` is None while discovery publishes,
+    /// else `"setting"`, `"no_state_topic"`, `"other_plugin"` or `"uninstalling"`.
+    fn homeassistant_status<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyDict>> {
+        let r = self.discovery.report();
+        let d = PyDict::new(py);
+        d.set_item("node_id", r.node_id)?;
+        d.set_item("entities", r.entities)?;
+        let (off, other) = match r.off {
+            None => (None, None),
+            Some(discovery::Off::Setting) => (Some("setting"), None),
+            Some(discovery::Off::NoStateTopic) => (Some("no_state_topic"), None),
+            Some(discovery::Off::OtherPlugin(p)) => (Some("other_plugin"), Some(p)),
+            Some(discovery::Off::Uninstalling) => (Some("uninstalling"), None),
+        };
+        d.set_item("off", off)?;
+        d.set_item("other_plugin", other)?;
+        Ok(d)
     }
 
     /// File metadata on `<base><metadataTopic>` for each key of `publish.metadataKeys`; with

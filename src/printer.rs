@@ -428,6 +428,25 @@ impl Printer {
         out
     }
 
+    /// The state and every heater's current reading on its retained temperature topic,
+    /// published again after Home Assistant's birth message.
+    pub fn at_birth(&self, now: Instant) -> Out {
+        let mut inner = self.lock();
+        let mut out = Out::default();
+        inner.send_state(&mut out, now);
+        let cfg = inner.cfg.clone();
+        if cfg.temperature_active && cfg.retain {
+            let time = (inner.now_unix)();
+            for (heater, reading) in &inner.snapshot.temperatures {
+                // A heater whose name makes no topic was reported when its reading came.
+                if let Ok(m) = outgoing::temperature(&cfg, heater, *reading, time) {
+                    out.messages.push(m);
+                }
+            }
+        }
+        out
+    }
+
     /// What fell due by `now`; `online` is false while disconnected (a waiting state update is
     /// then dropped: the state goes out at the next connect anyway).
     pub fn due(&self, online: bool, now: Instant) -> Out {

@@ -7,7 +7,7 @@
 use serde::Serialize;
 use serde_json::Value;
 
-use crate::{glob, lenient, topic};
+use crate::{config, discovery, glob, lenient, topic};
 
 /// `broker.port`: port 0 is "any port" to a listener, never one a client can reach.
 pub const PORT: (i64, i64) = (1, 65_535);
@@ -46,6 +46,12 @@ pub enum Check {
         sample: &'static str,
         max_bytes: usize,
     },
+    /// A whole topic (no wildcards), or nothing (`homeassistant.birthTopic`: not watched).
+    Topic,
+    /// `homeassistant.prefix`: the first levels of the discovery topics; not empty.
+    Prefix,
+    /// `homeassistant.nodeId`: nothing (the generated id), or letters, digits, `_` and `-`.
+    NodeId,
     /// Event names or shell-style patterns (`glob.rs`): a list of text, or one text of
     /// comma-separated ones, as the settings parse reads it.
     Patterns,
@@ -135,6 +141,18 @@ pub const RULES: &[Rule] = &[
         path: ["publish", "eventExclude"],
         check: Check::Patterns,
     },
+    Rule {
+        path: ["homeassistant", "birthTopic"],
+        check: Check::Topic,
+    },
+    Rule {
+        path: ["homeassistant", "prefix"],
+        check: Check::Prefix,
+    },
+    Rule {
+        path: ["homeassistant", "nodeId"],
+        check: Check::NodeId,
+    },
 ];
 
 /// The rules as the page reads them (`[{path, kind, min, max, ...}]`).
@@ -210,6 +228,23 @@ fn check_value(check: &Check, v: &Value) -> Option<String> {
                 let unusable = glob::unusable(&entries);
                 (!unusable.is_empty()).then(|| unusable.join("; "))
             }
+        },
+        Check::Topic => {
+            let t = topic_text(v).unwrap_or_default();
+            config::birth_topic_problem(t.trim())
+                .err()
+                .map(|e| e.to_string())
+        }
+        Check::Prefix => {
+            let t = topic_text(v).unwrap_or_default();
+            config::prefix_problem(t.trim().trim_end_matches('/'))
+                .err()
+                .map(|e| e.to_string())
+        }
+        Check::NodeId => match v {
+            Value::Null => None,
+            Value::String(s) if s.trim().is_empty() || discovery::valid_node_id(s.trim()) => None,
+            _ => Some(config::NODE_ID_RULE.to_string()),
         },
         Check::BaseTopic { .. } | Check::Template { .. } => None,
     }
@@ -352,10 +387,10 @@ mod tests {
             reason(json!(true)),
             ["publish.eventExclude: expected a list of event names or patterns, got true/false"]
         );
-        assert_eq!(
-            page_rules().as_array().unwrap().last().unwrap(),
-            &json!({"path": ["publish", "eventExclude"], "kind": "patterns"})
-        );
+        assert!(page_rules()
+            .as_array()
+            .unwrap()
+            .contains(&json!({"path": ["publish", "eventExclude"], "kind": "patterns"})));
     }
 
     #[test]
@@ -374,5 +409,27 @@ mod tests {
             page[1],
             json!({"path": ["broker", "port"], "kind": "whole", "min": 1, "max": 65535, "unit": ""})
         );
+    }
+
+    #[test]
+    fn home_assistant_fields() {
+        for (key, good, bad) in [
+            ("birthTopic", json!(""), json!("homeassistant/+")),
+            ("birthTopic", json!("ha/status"), json!("a\u{0}b")),
+            ("prefix", json!("homeassistant/"), json!("")),
+            ("prefix", json!("ha"), json!("ha/#")),
+            ("nodeId", json!(null), json!("my printer")),
+            ("nodeId", json!("printer_1-a"), json!("a/b")),
+        ] {
+            assert!(
+                paths(json!({"homeassistant": {key: good}})).is_empty(),
+                "{key} {good}"
+            );
+            assert_eq!(
+                paths(json!({"homeassistant": {key: bad}})),
+                [format!("homeassistant.{key}")],
+                "{key} {bad}"
+            );
+        }
     }
 }

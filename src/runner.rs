@@ -11,8 +11,10 @@ use std::time::Duration;
 use tokio::sync::{mpsc, watch};
 use tokio::time::{timeout_at, Instant};
 
+use crate::announce::{Birth, Memo};
 use crate::config::{ConnectionConfig, Protocol, StatusTopic};
 use crate::delivery::{Delivery, Written};
+use crate::discovery::Discovery;
 use crate::dispatch::{Inbox, SharedRegistry};
 use crate::failure::Loss;
 use crate::link::{self, NetEvent, Session};
@@ -58,6 +60,8 @@ pub enum Command {
     },
     /// Something of the printer's state waits until then (see printer.rs).
     Wake(std::time::Instant),
+    /// Home Assistant's birth topic to watch (`homeassistant.birthTopic`), if any.
+    Birth(Option<String>),
 }
 
 /// What the core's thread shares with the rest of the core.
@@ -68,6 +72,9 @@ pub struct Peers {
     pub subscriptions: SharedRegistry,
     /// The printer's state: what falls due later is sent from here.
     pub printer: Arc<Printer>,
+    /// What answers Home Assistant's birth message besides the state (announce.rs).
+    pub discovery: Arc<Discovery>,
+    pub progress: Arc<Memo>,
 }
 
 pub struct Handle {
@@ -236,6 +243,9 @@ struct Runner {
     /// The printer's state (printer.rs), and when what waits there falls due.
     printer: Arc<Printer>,
     wake: Option<Instant>,
+    birth: Birth,
+    discovery: Arc<Discovery>,
+    progress: Arc<Memo>,
 }
 
 impl Runner {
@@ -251,6 +261,8 @@ impl Runner {
             dispatch,
             subscriptions,
             printer,
+            discovery,
+            progress,
         } = peers;
         Runner {
             commands,
@@ -278,6 +290,9 @@ impl Runner {
             dispatch_overflow_logged: false,
             printer,
             wake: None,
+            birth: Birth::default(),
+            discovery,
+            progress,
         }
     }
 
@@ -333,13 +348,18 @@ impl Runner {
             } => self.configure(*conn, queue_capacity).await,
             Command::Subscribe { filter, qos } => self.subscribe(&filter, qos),
             Command::Wake(at) => self.wake_at(at),
-            Command::Unsubscribe { filter } => {
-                self.subscribed.retain(|(f, _)| *f != filter);
-                if let (true, Some(s)) = (self.connected, &self.session) {
-                    if !s.client.try_unsubscribe(&filter) {
-                        warn!("Could not unsubscribe from {filter:?} now; it ends with the connection");
-                    }
-                }
+            Command::Birth(topic) => self.watch_birth(topic),
+            // The birth topic stays subscribed when the last plugin using it lets it go.
+            Command::Unsubscribe { filter } if self.birth.topic() == Some(filter.as_str()) => {}
+            Command::Unsubscribe { filter } => self.command_unsubscribe(filter),
+        }
+    }
+
+    fn command_unsubscribe(&mut self, filter: String) {
+        self.subscribed.retain(|(f, _)| *f != filter);
+        if let (true, Some(s)) = (self.connected, &self.session) {
+            if !s.client.try_unsubscribe(&filter) {
+                warn!("Could not unsubscribe from {filter:?} now; it ends with the connection");
             }
         }
     }
@@ -365,6 +385,66 @@ impl Runner {
                 warn!("Could not subscribe to {filter:?} now (the client is busy); it is renewed at the next connect");
             }
         }
+    }
+
+    /// Watches another birth topic (or none): the old one is unsubscribed unless a plugin's
+    /// subscription uses it.
+    fn watch_birth(&mut self, topic: Option<String>) {
+        let Some(old) = self.birth.set_topic(topic.clone()) else {
+            return;
+        };
+        if let Some(old) = old {
+            let in_use = self
+                .subscriptions
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .broker_filters()
+                .iter()
+                .any(|(f, _)| *f == old);
+            if !in_use {
+                self.command_unsubscribe(old);
+            }
+        }
+        if let Some(topic) = topic {
+            self.subscribe(&topic, Qos::AtMostOnce);
+        }
+    }
+
+    /// Home Assistant is back: what its entities read is published again (at most once per
+    /// [`crate::announce::MIN_GAP`]).
+    fn on_birth(&mut self) {
+        let now = std::time::Instant::now();
+        if !self.birth.answer(now) {
+            debug!("Home Assistant's birth message again within 5 s: already answered");
+            return;
+        }
+        let mut messages: Vec<Message> = self
+            .conn
+            .as_ref()
+            .and_then(|c| c.status.as_ref())
+            .map(|st| status_message(st, "connected"))
+            .into_iter()
+            .collect();
+        let configs = self.discovery.current();
+        let n_configs = configs.len();
+        messages.extend(configs);
+        let state = self.printer.at_birth(now);
+        if let Some(at) = state.wake {
+            self.wake_at(at);
+        }
+        messages.extend(state.messages);
+        messages.extend(self.progress.all());
+        info!(
+            "Home Assistant said online on {:?}: published the status, the printer state and {} discovery configs again",
+            self.birth.topic().unwrap_or_default(),
+            n_configs
+        );
+        for m in messages {
+            if self.shared.admits(&m) {
+                self.accept(m);
+            }
+        }
+        self.pump();
     }
 
     /// Something of the printer's state waits until `at`: the earliest such time wakes us.
@@ -610,6 +690,9 @@ impl Runner {
 
     fn received(&mut self, m: Incoming) {
         Shared::add(&self.shared.counters.received, 1);
+        if self.birth.is_birth(&m) {
+            self.on_birth();
+        }
         match self.dispatch.try_send(m) {
             Ok(()) => self.dispatch_overflow_logged = false,
             Err(m) => {
@@ -668,6 +751,11 @@ impl Runner {
             .broker_filters();
         for (filter, qos) in filters {
             self.subscribe(&filter, qos);
+        }
+        if let Some(birth) = self.birth.topic().map(str::to_owned) {
+            if !self.subscribed.iter().any(|(f, _)| *f == birth) {
+                self.subscribe(&birth, Qos::AtMostOnce);
+            }
         }
         // Then the printer's state (not kept while offline: this one is the current one).
         let state = self.printer.at_connect(std::time::Instant::now());

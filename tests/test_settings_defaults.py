@@ -54,6 +54,10 @@ ADDED = {
     "publish.stateActive": True,
     "publish.stateInterval": 1.0,
     "publish.stateExpiry": 0,
+    "homeassistant.birthTopic": "homeassistant/status",
+    "homeassistant.discovery": False,
+    "homeassistant.prefix": "homeassistant",
+    "homeassistant.nodeId": None,
 }
 
 

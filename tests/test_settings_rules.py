@@ -21,6 +21,12 @@ from octoprint_mqtt.plugin import MqttPlugin, settings_defaults
 EXCLUDE = ("publish", "eventExclude")
 TEMPLATES = {"progressTopic": "{progress}", "temperatureTopic": "{temp}", "metadataTopic": "{key}"}
 INTERVALS = ("stateInterval", "temperatureInterval")
+
+
+def HA(key):  # noqa: N802 (reads like the other path constants in the table)
+    return ("homeassistant", key)
+
+
 # (path, value, accepted), judged with the default base topic "octoprint/".
 TABLE = [
     *[(("broker", "port"), v, True) for v in (1, "1883", " 1884 ", 65535, 1883.0, "+8883")],
@@ -47,6 +53,12 @@ TABLE = [
     *[(("publish", "stateTopic"), v, False) for v in ("state/#", "s/+", "x\0")],
     *[(("publish", "lwTopic"), v, True) for v in ("mqtt", "", "é" * 30_000)],
     *[(("publish", "lwTopic"), v, False) for v in ("st/#", "é" * 33_000)],
+    *[(HA("birthTopic"), v, True) for v in ("", "homeassistant/status", " ha/status ")],
+    *[(HA("birthTopic"), v, False) for v in ("ha/+", "ha/#", "x\0")],
+    *[(HA("prefix"), v, True) for v in ("homeassistant", "ha/", "my ha")],
+    *[(HA("prefix"), v, False) for v in ("", " ", "ha/#", "+")],
+    *[(HA("nodeId"), v, True) for v in (None, "", "octoprint-1a2b", "Printer_2")],
+    *[(HA("nodeId"), v, False) for v in ("my printer", "a/b", "é", 5, "x" * 65)],
     # Rust's trim and whitespace are Unicode's White_Space: U+0085 is trimmed (JavaScript's
     # trim keeps it), U+FEFF is not (JavaScript's trims it); ranges compare code points.
     *[(EXCLUDE, v, True) for v in ([], None, ["ZChange"], ["Position*", "plugin_*", "?"])],

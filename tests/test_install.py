@@ -15,7 +15,7 @@ import zipfile
 
 import pytest
 from support.corekit import unique_base
-from support.e2ekit import assert_no_traceback, broker_settings
+from support.e2ekit import assert_no_traceback, broker_settings, wait_until
 from support.install_env import (
     ROOT,
     Venv,
@@ -30,6 +30,7 @@ from support.install_env import (
     tool,
     write_standin_wheel,
 )
+from support.mqtt_env import read_retained
 
 pytestmark = [pytest.mark.e2e, pytest.mark.install]
 
@@ -309,7 +310,11 @@ def test_plugin_manager_installs_sdist_then_uninstalls(
     (site / "notices.json").write_text("[]")
     with serve_directory(site) as url:
         octoprint = octoprint_factory(
-            broker_settings(session_broker, publish={"baseTopic": base}),
+            broker_settings(
+                session_broker,
+                publish={"baseTopic": base},
+                homeassistant={"discovery": True, "prefix": f"{base}ha"},
+            ),
             venv=venv.path,
             extra_config=plugin_manager_config(url),
         )
@@ -338,11 +343,23 @@ def test_plugin_manager_installs_sdist_then_uninstalls(
     entry = managed_plugins(octoprint)["mqtt"]
     assert entry["enabled"] and not entry["pending_install"], entry
     assert entry["bundled"] is False
+    configs = f"{base}ha/#"
+    found = wait_until(
+        lambda: read_retained(session_broker.host, session_broker.port, configs),
+        timeout=10,
+        describe=lambda: "Home Assistant discovery configs",
+    )
 
+    # Uninstalling clears them: Home Assistant would keep the device forever otherwise.
     answer = octoprint.post(
         "/api/plugin/pluginmanager", {"command": "uninstall", "plugin": "mqtt"}
     ).json()
     assert answer["result"] is True and answer["needs_restart"] is True, answer
+    wait_until(
+        lambda: not read_retained(session_broker.host, session_broker.port, configs),
+        timeout=10,
+        describe=lambda: f"{len(found)} configs cleared",
+    )
     octoprint.restart()
     assert "mqtt" not in managed_plugins(octoprint)
     assert venv.installed_version() is None

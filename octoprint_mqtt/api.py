@@ -38,10 +38,14 @@ def _require_permission():
         flask.abort(403)
 
 
-def push_status(plugin_manager, identifier, status):
-    """Sends the status to the browsers of users who hold the permission, and nobody else."""
+def push_status(plugin_manager, identifier, status, homeassistant):
+    """Sends the status to the browsers of users who hold the permission, and nobody else.
+    Discovery's report rides along: its configs go out as counted messages, so the page's
+    entity count follows the pushes the counters cause."""
     plugin_manager.send_plugin_message(
-        identifier, {"type": "status", "status": status}, permissions=[_permission()]
+        identifier,
+        {"type": "status", "status": status, "homeassistant": homeassistant},
+        permissions=[_permission()],
     )
 
 

@@ -479,4 +479,6 @@ class MqttPlugin(
         return api.test_connection(stored, self._test_lock, data)
 
     def _push_status(self, status):
-        api.push_status(self._plugin_manager, self._identifier, status)
+        api.push_status(
+            self._plugin_manager, self._identifier, status, self._core.homeassistant_status()
+        )

@@ -6,14 +6,19 @@ tests/artifacts/.
 
 from __future__ import annotations
 
+import json
 import os
 import re
+import subprocess
+import sys
 import time
+from pathlib import Path
 
 import pytest
 import requests
 from playwright.sync_api import expect, sync_playwright
 from support.browser_env import CHROMIUM, OctoPrintUi, launch
+from support.mqtt_env import read_retained
 from support.octoprint_env import ADMIN_PASSWORD, ADMIN_USER
 
 # The installed plugin is checked by conftest.py, as for every e2e test. Deselect the browser
@@ -28,6 +33,14 @@ REFUSED = re.compile(r"refused the connection: (bad user name or password|not au
 PUSH_TIMEOUT_MS = 10_000
 # Pixels of the page's top that show the navbar and the indicator's details below it.
 NAVBAR = 140
+NODE_ID_RULE = "1 to 64 letters, digits, '_' or '-'"
+# The published OctoPrint-HomeAssistant plugin (not on PyPI), unmodified: see its README.
+HOMEASSISTANT_ZIP = (
+    Path(__file__).resolve().parents[2]
+    / "shared"
+    / "thirdparty"
+    / "OctoPrint-HomeAssistant-2023-08-06-5a3f738cdb.zip"
+)
 
 
 @pytest.fixture(scope="module")
@@ -202,3 +215,149 @@ def test_the_state_and_pacing_fields(chromium, broker, subscriber_factory, octop
     assert publish["stateExpiry"] == 120 and publish["stateTopic"] == "printer/state", publish
     sub.wait_for("octoprint/printer/state", timeout=10)
     ui.close()
+
+
+def discovery_configs(broker, prefix: str, node_id: str, timeout: float = 15.0) -> dict:
+    """The retained discovery configs of `node_id` under `prefix`, once their number holds
+    still (they go out one message each, right after the save)."""
+    pattern = re.compile(rf"{re.escape(prefix)}/[a-z_]+/{re.escape(node_id)}/[a-z0-9_]+/config")
+    deadline = time.monotonic() + timeout
+    found: dict = {}
+    while time.monotonic() < deadline:
+        retained = read_retained(broker.host, broker.port, f"{prefix}/#")
+        if retained and len(retained) == len(found):
+            break
+        found = retained
+    assert found, f"no retained configs under {prefix}/ after {timeout}s"
+    assert all(pattern.fullmatch(t) for t in found), sorted(found)
+    return {t: json.loads(m.payload) for t, m in found.items()}
+
+
+@pytest.mark.timeout(180)
+def test_the_home_assistant_tab(chromium, broker, octoprint_factory):
+    octoprint = octoprint_factory({"broker": {"url": broker.host, "port": broker.port}})
+    generated = octoprint.get("/api/plugin/mqtt")["homeassistant"]["node_id"]
+    assert re.fullmatch(r"octoprint-[0-9a-f]{10}", generated), generated
+    ui = OctoPrintUi(chromium, octoprint, ADMIN_USER, ADMIN_PASSWORD)
+    page = ui.page
+    tab = page.locator("#mqtt_tab_homeassistant")
+    ui.open_settings("settings_plugin_mqtt")
+    page.click('#mqtt_tabs a[href="#mqtt_tab_homeassistant"]')
+    expect(page.locator("#mqtt_ha_birth_topic")).to_have_value("homeassistant/status")
+    expect(page.locator("#mqtt_ha_discovery")).not_to_be_checked()
+    expect(page.locator("#mqtt_ha_discovery")).to_be_enabled()
+    expect(page.locator("#mqtt_ha_prefix")).to_have_value("homeassistant")
+    expect(page.locator("#mqtt_ha_node_id")).to_have_value("")
+    expect(page.locator("#mqtt_ha_node_id")).to_have_attribute("placeholder", generated)
+    expect(page.locator("#mqtt_ha_status")).to_have_text("Discovery is off.")
+    expect(tab.locator('a[href$="#home-assistant"]')).to_have_count(1)
+
+    # Checked as typed, with the core's rules.
+    page.fill("#mqtt_ha_node_id", "my printer")
+    expect(tab).to_contain_text(NODE_ID_RULE)
+    page.fill("#mqtt_ha_prefix", "ha/#")
+    expect(tab).to_contain_text("wildcards + or #")
+    page.fill("#mqtt_ha_prefix", "")
+    expect(tab).to_contain_text("the discovery prefix cannot be empty")
+    page.fill("#mqtt_ha_birth_topic", "ha/+")
+    expect(tab.locator(".mqtt-field-error").first).to_contain_text("wildcards + or #")
+    ui.screenshot("settings-homeassistant-invalid", "#settings_plugin_mqtt")
+
+    page.fill("#mqtt_ha_birth_topic", "ha/status")
+    page.fill("#mqtt_ha_prefix", "myha/")
+    page.fill("#mqtt_ha_node_id", "workshop_1")
+    page.check("#mqtt_ha_discovery")
+    expect(tab.locator(".mqtt-field-error:not(:empty)")).to_have_count(0)
+    ui.save_settings()
+    homeassistant = octoprint.read_config()["plugins"]["mqtt"]["homeassistant"]
+    assert homeassistant == {
+        "birthTopic": "ha/status",
+        "discovery": True,
+        "prefix": "myha/",
+        "nodeId": "workshop_1",
+    }, homeassistant
+    # The trailing slash is the prefix's own (the core drops it), not an empty level.
+    configs = discovery_configs(broker, "myha", "workshop_1")
+    assert "myha/sensor/workshop_1/state/config" in configs, sorted(configs)
+    assert all(c["state_topic"] == "octoprint/state" for c in configs.values()), configs
+
+    # The count arrives with the status pushes that publishing the configs caused.
+    ui.open_settings("settings_plugin_mqtt")
+    page.click('#mqtt_tabs a[href="#mqtt_tab_homeassistant"]')
+    expect(page.locator("#mqtt_ha_status")).to_have_text(
+        f"{len(configs)} entities published as node workshop_1", timeout=PUSH_TIMEOUT_MS
+    )
+    expect(page.locator("#mqtt_ha_node_id")).to_have_value("workshop_1")
+    ui.screenshot("settings-homeassistant", "#settings_plugin_mqtt")
+
+    # An invalid node id is not saved: the page puts the saved one back and says so.
+    page.fill("#mqtt_ha_node_id", "a/b")
+    expect(tab).to_contain_text(NODE_ID_RULE)
+    ui.save_settings()
+    expect(page.locator(".ui-pnotify").filter(has_text="MQTT settings not saved")).to_contain_text(
+        "homeassistant.nodeId"
+    )
+    assert octoprint.read_config()["plugins"]["mqtt"]["homeassistant"]["nodeId"] == "workshop_1"
+    assert set(discovery_configs(broker, "myha", "workshop_1")) == set(configs)
+    ui.close()
+
+
+@pytest.fixture(scope="module")
+def homeassistant_plugin(tmp_path_factory) -> Path:
+    """OctoPrint-HomeAssistant installed by pip into a folder of its own, which only the
+    OctoPrint servers given it on PYTHONPATH load: the test virtualenv, which every other
+    OctoPrint of the suite runs from, stays without it."""
+    if not HOMEASSISTANT_ZIP.exists():
+        pytest.fail(f"the plugin's archive is missing: {HOMEASSISTANT_ZIP}", pytrace=False)
+    target = tmp_path_factory.mktemp("homeassistant-plugin")
+    # Its setup.py imports OctoPrint's setuptools helpers: built with this venv's OctoPrint.
+    # --no-deps: its one requirement (psutil) is OctoPrint's too.
+    subprocess.run(
+        [sys.executable, "-m", "pip", "install", "--quiet", "--disable-pip-version-check"]
+        + ["--no-deps", "--no-build-isolation", "--target", str(target), str(HOMEASSISTANT_ZIP)],
+        check=True,
+        timeout=120,
+        cwd=target,
+        stdin=subprocess.DEVNULL,
+    )
+    return target
+
+
+@pytest.mark.timeout(180)
+def test_discovery_is_off_when_the_other_plugin_is_loaded(
+    chromium, broker, octoprint_factory, homeassistant_plugin
+):
+    settings = {
+        "broker": {"url": broker.host, "port": broker.port},
+        "homeassistant": {"discovery": True, "nodeId": "ours_1"},
+    }
+    path = os.pathsep.join(
+        p for p in (str(homeassistant_plugin), os.environ.get("PYTHONPATH")) if p
+    )
+    octoprint = octoprint_factory(settings, env={"PYTHONPATH": path})
+    # OctoPrint's list of loaded plugins names it with the folder it came from.
+    assert re.search(
+        rf"HomeAssistant Discovery \([\d.]+\) = {re.escape(str(homeassistant_plugin))}",
+        octoprint.log_text(),
+    ), "OctoPrint-HomeAssistant is not loaded"
+    homeassistant = octoprint.get("/api/plugin/mqtt")["homeassistant"]
+    assert homeassistant["off"] == "other_plugin", homeassistant
+    assert homeassistant["other_plugin"] == "OctoPrint-HomeAssistant", homeassistant
+
+    ui = OctoPrintUi(chromium, octoprint, ADMIN_USER, ADMIN_PASSWORD)
+    page = ui.page
+    ui.open_settings("settings_plugin_mqtt")
+    page.click('#mqtt_tabs a[href="#mqtt_tab_homeassistant"]')
+    expect(page.locator("#mqtt_ha_discovery")).to_be_disabled()
+    expect(page.locator("#mqtt_ha_other_plugin")).to_be_visible()
+    expect(page.locator("#mqtt_ha_other_plugin")).to_contain_text(
+        "OctoPrint-HomeAssistant is loaded: it already creates the Home Assistant device"
+    )
+    expect(page.locator("#mqtt_ha_status")).to_have_text(
+        "Discovery is off: OctoPrint-HomeAssistant is loaded."
+    )
+    ui.screenshot("settings-homeassistant-other-plugin", "#settings_plugin_mqtt")
+    ui.close()
+    # The other plugin's device only: nothing retained under our node id.
+    retained = read_retained(broker.host, broker.port, "homeassistant/#", duration=1.0)
+    assert not [t for t in retained if "/ours_1/" in t], sorted(retained)

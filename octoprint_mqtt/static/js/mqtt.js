@@ -65,6 +65,24 @@ $(function () {
         return "";
     }
 
+    // MQTT's longest topic (src/topic.rs MAX_TOPIC_BYTES); the template and base-topic rules
+    // carry it, the whole-topic kinds do not.
+    var MAX_TOPIC_BYTES = 65535;
+    // src/config.rs NODE_ID_RULE, without its "must be" (the page's messages say what to enter).
+    var NODE_ID = /^[A-Za-z0-9_-]{1,64}$/;
+    function nodeIdRule() {
+        return gettext(
+            "1 to 64 letters, digits, '_' or '-' (Home Assistant's rule for discovery topics)"
+        );
+    }
+
+    // How the settings parse reads a topic (rules.rs `topic_text`): numbers as their digits,
+    // anything else that is not text as nothing; then Rust's trim.
+    function topicText(value) {
+        var t = typeof value === "string" || typeof value === "number" ? String(value) : "";
+        return t.replace(EDGE_SPACE, "");
+    }
+
     // ~~ event name patterns: src/glob.rs and src/lenient.rs (`pattern_entries`) in
     // JavaScript, reason for reason, so that the page says what the server will say on save.
     // Rust's notions of whitespace and control characters are Unicode's White_Space and Cc,
@@ -222,6 +240,24 @@ $(function () {
                 return topicError(text(base) + rendered, part, true, rule.max_bytes);
             case "patterns":
                 return patternsError(value);
+            // config.rs birth_topic_problem: nothing (not watched) or a whole topic.
+            case "topic":
+                var topic = topicText(value);
+                return topic.length ? topicError(topic, topic, true, MAX_TOPIC_BYTES) : "";
+            // config.rs prefix_problem: the prefix is judged as the first levels of a config
+            // topic, after its trailing slashes are dropped.
+            case "prefix":
+                var prefix = topicText(value).replace(/\/+$/, "");
+                if (!prefix.length) return gettext("the discovery prefix cannot be empty");
+                var config = prefix + "/sensor/node/object/config";
+                return topicError(config, prefix, true, MAX_TOPIC_BYTES);
+            case "node_id":
+                if (value === undefined || value === null) return "";
+                if (typeof value === "string") {
+                    var id = value.replace(EDGE_SPACE, "");
+                    if (!id.length || NODE_ID.test(id)) return "";
+                }
+                return nodeIdRule();
         }
         return "";
     }
@@ -243,6 +279,8 @@ $(function () {
 
         self.cfg = ko.observable(null);
         self.status = ko.observable(null);
+        // Home Assistant discovery as the core runs it (with the saved settings).
+        self.homeassistant = ko.observable(null);
         self.testing = ko.observable(false);
         self.testResult = ko.observable(null);
         // Ticks the "… ago" texts; no request involved.
@@ -302,20 +340,21 @@ $(function () {
             return line;
         });
 
-        self.fromStatus = function (status) {
+        self.fromStatus = function (status, homeassistant) {
             if (status) self.status(status);
+            if (homeassistant) self.homeassistant(homeassistant);
         };
 
         self.requestStatus = function () {
             if (!self.canSee()) return;
             OctoPrint.simpleApiGet("mqtt").done(function (response) {
-                self.fromStatus(response.status);
+                self.fromStatus(response.status, response.homeassistant);
             });
         };
 
         self.onDataUpdaterPluginMessage = function (plugin, data) {
             if (plugin !== "mqtt" || !data || data.type !== "status") return;
-            self.fromStatus(data.status);
+            self.fromStatus(data.status, data.homeassistant);
         };
 
         self.onStartupComplete =
@@ -326,7 +365,56 @@ $(function () {
                 };
         self.onUserLoggedOut = function () {
             self.status(null);
+            self.homeassistant(null);
         };
+
+        // ~~ Home Assistant
+
+        self.otherDiscoveryPlugin = ko.pureComputed(function () {
+            var ha = self.homeassistant();
+            if (!ha || ha.off !== "other_plugin") return "";
+            return ha.other_plugin || "OctoPrint-HomeAssistant";
+        });
+        // The API names the node id in force: the generated one only while none is saved.
+        self.generatedNodeId = ko.pureComputed(function () {
+            var ha = self.homeassistant();
+            var saved = (self.settingsViewModel.lastReceivedSettings || {}).plugins;
+            var savedId = saved && saved.mqtt && saved.mqtt.homeassistant
+                ? text(saved.mqtt.homeassistant.nodeId).trim()
+                : "";
+            return ha && ha.node_id && !savedId ? ha.node_id : gettext("generated");
+        });
+        self.discoveryText = ko.pureComputed(function () {
+            var ha = self.homeassistant();
+            if (!ha) return "";
+            switch (ha.off) {
+                case null:
+                case undefined:
+                    return _.sprintf(
+                        ha.entities === 1
+                            ? gettext("%(n)s entity published as node %(node)s")
+                            : gettext("%(n)s entities published as node %(node)s"),
+                        {n: ha.entities, node: ha.node_id}
+                    );
+                case "setting":
+                    return gettext("Discovery is off.");
+                case "no_state_topic":
+                    return gettext(
+                        "Discovery is off: the state topic is off, and the entities read it."
+                    );
+                case "other_plugin":
+                    return _.sprintf(gettext("Discovery is off: %(plugin)s is loaded."), {
+                        plugin: self.otherDiscoveryPlugin()
+                    });
+                case "uninstalling":
+                    return gettext("Discovery is off: the plugin is being uninstalled.");
+            }
+            return "";
+        });
+        self.discoveryOn = ko.pureComputed(function () {
+            var ha = self.homeassistant();
+            return !!ha && !ha.off;
+        });
 
         self.openSettings = function () {
             self.settingsViewModel.show("settings_plugin_mqtt");

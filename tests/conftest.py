@@ -90,6 +90,18 @@ def _e2e_needs_the_installed_plugin(request: pytest.FixtureRequest) -> None:
         request.getfixturevalue("installed_plugin")
 
 
+@pytest.fixture(scope="session")
+def homeassistant_installed() -> None:
+    """The third-party OctoPrint-HomeAssistant plugin installed into the suite's virtualenv
+    (support/homeassistant.py); fails, never skips, when it cannot be."""
+    from support import homeassistant
+
+    try:
+        homeassistant.ensure_installed()
+    except AssertionError as exc:
+        pytest.fail(str(exc), pytrace=False)
+
+
 @pytest.fixture
 def broker_factory(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory):
     """Build and start brokers with custom config; all are stopped at teardown."""

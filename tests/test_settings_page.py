@@ -9,14 +9,12 @@ from __future__ import annotations
 import json
 import os
 import re
-import subprocess
-import sys
 import time
-from pathlib import Path
 
 import pytest
 import requests
 from playwright.sync_api import expect, sync_playwright
+from support import homeassistant as homeassistant_support
 from support.browser_env import CHROMIUM, OctoPrintUi, launch
 from support.mqtt_env import read_retained
 from support.octoprint_env import ADMIN_PASSWORD, ADMIN_USER
@@ -34,13 +32,6 @@ PUSH_TIMEOUT_MS = 10_000
 # Pixels of the page's top that show the navbar and the indicator's details below it.
 NAVBAR = 140
 NODE_ID_RULE = "1 to 64 letters, digits, '_' or '-'"
-# The published OctoPrint-HomeAssistant plugin (not on PyPI), unmodified: see its README.
-HOMEASSISTANT_ZIP = (
-    Path(__file__).resolve().parents[2]
-    / "shared"
-    / "thirdparty"
-    / "OctoPrint-HomeAssistant-2023-08-06-5a3f738cdb.zip"
-)
 
 
 @pytest.fixture(scope="module")
@@ -302,44 +293,18 @@ def test_the_home_assistant_tab(chromium, broker, octoprint_factory):
     ui.close()
 
 
-@pytest.fixture(scope="module")
-def homeassistant_plugin(tmp_path_factory) -> Path:
-    """OctoPrint-HomeAssistant installed by pip into a folder of its own, which only the
-    OctoPrint servers given it on PYTHONPATH load: the test virtualenv, which every other
-    OctoPrint of the suite runs from, stays without it."""
-    if not HOMEASSISTANT_ZIP.exists():
-        pytest.fail(f"the plugin's archive is missing: {HOMEASSISTANT_ZIP}", pytrace=False)
-    target = tmp_path_factory.mktemp("homeassistant-plugin")
-    # Its setup.py imports OctoPrint's setuptools helpers: built with this venv's OctoPrint.
-    # --no-deps: its one requirement (psutil) is OctoPrint's too.
-    subprocess.run(
-        [sys.executable, "-m", "pip", "install", "--quiet", "--disable-pip-version-check"]
-        + ["--no-deps", "--no-build-isolation", "--target", str(target), str(HOMEASSISTANT_ZIP)],
-        check=True,
-        timeout=120,
-        cwd=target,
-        stdin=subprocess.DEVNULL,
-    )
-    return target
-
-
 @pytest.mark.timeout(180)
 def test_discovery_is_off_when_the_other_plugin_is_loaded(
-    chromium, broker, octoprint_factory, homeassistant_plugin
+    chromium, broker, octoprint_factory, homeassistant_installed
 ):
     settings = {
         "broker": {"url": broker.host, "port": broker.port},
         "homeassistant": {"discovery": True, "nodeId": "ours_1"},
     }
-    path = os.pathsep.join(
-        p for p in (str(homeassistant_plugin), os.environ.get("PYTHONPATH")) if p
+    octoprint = homeassistant_support.start_octoprint(octoprint_factory, settings)
+    assert re.search(r"HomeAssistant Discovery \([\d.]+\) = ", octoprint.log_text()), (
+        "OctoPrint-HomeAssistant is not loaded"
     )
-    octoprint = octoprint_factory(settings, env={"PYTHONPATH": path})
-    # OctoPrint's list of loaded plugins names it with the folder it came from.
-    assert re.search(
-        rf"HomeAssistant Discovery \([\d.]+\) = {re.escape(str(homeassistant_plugin))}",
-        octoprint.log_text(),
-    ), "OctoPrint-HomeAssistant is not loaded"
     homeassistant = octoprint.get("/api/plugin/mqtt")["homeassistant"]
     assert homeassistant["off"] == "other_plugin", homeassistant
     assert homeassistant["other_plugin"] == "OctoPrint-HomeAssistant", homeassistant

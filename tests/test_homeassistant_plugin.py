@@ -12,6 +12,7 @@ from __future__ import annotations
 import re
 import time
 
+import paho.mqtt.publish as publish
 import pytest
 from support.e2ekit import BASE, STATUS_TOPIC, assert_no_traceback, broker_settings, wait_until
 from support.homeassistant import (
@@ -193,3 +194,34 @@ def status_seen(octoprint) -> list[str]:
         for line, after in zip(lines, lines[1:])
         if line.endswith(f" - INFO - Received MQTT message from {STATUS_TOPIC}")
     ]
+
+
+@pytest.mark.timeout(90)
+def test_its_configs_come_back_after_a_birth_message(
+    homeassistant_installed, broker, subscriber_factory, octoprint_factory
+):
+    """Home Assistant restarted against a broker that lost the configs (cleared here): its
+    birth message makes our plugin say `connected` again, and that makes the Home Assistant
+    plugin publish all its configs anew."""
+    sub = subscriber_factory(broker.host, broker.port)
+    octoprint = start_octoprint(octoprint_factory, broker_settings(broker))
+    wait_discovery_done(sub)
+    before = retained_configs(broker)
+    assert len(before) == CONFIG_COUNT, sorted(before)
+    wait_until(
+        lambda: status_seen(octoprint) == ["connected"] * 2, 10, lambda: str(status_seen(octoprint))
+    )
+    for topic in before:
+        publish.single(topic, b"", retain=True, hostname=broker.host, port=broker.port)
+    wait_until(lambda: not retained_configs(broker), 10, lambda: "the configs cleared")
+
+    publish.single("homeassistant/status", "online", hostname=broker.host, port=broker.port)
+    wait_until(
+        lambda: len(retained_configs(broker)) == CONFIG_COUNT,
+        10,
+        lambda: f"retained again: {sorted(retained_configs(broker))}",
+    )
+    assert retained_configs(broker) == before
+    assert status_seen(octoprint).count("connected") == 3, status_seen(octoprint)
+    assert "Home Assistant said online" in octoprint.log_text()
+    assert_no_traceback(octoprint.log_text())

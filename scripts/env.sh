@@ -56,3 +56,18 @@ install_plugin() {
     log "installing the wheel into $VENV"
     "$VENV/bin/pip" install -q --no-deps --force-reinstall "$OCTOPRINT_MQTT_DIST"/*.whl
 }
+
+install_homeassistant() {
+    # A real Home Assistant core for tests/test_homeassistant*.py, in a virtualenv of its own
+    # (its pinned requirements clash with OctoPrint's).
+    local venv="$ROOT/.venv-homeassistant" reqs="$ROOT/tests/homeassistant-requirements.txt"
+    local stamp="$ROOT/.venv-homeassistant/.requirements-installed"
+    if [ -f "$stamp" ] && [ ! "$reqs" -nt "$stamp" ]; then
+        return
+    fi
+    log "installing Home Assistant 2024.3 into $venv (pip; about 2 minutes, 600 MB)"
+    [ -x "$venv/bin/python" ] || "$PYTHON" -m venv "$venv"
+    "$venv/bin/pip" install -q --upgrade pip
+    "$venv/bin/pip" install -q --no-deps -r "$reqs"
+    touch "$stamp"
+}

@@ -20,6 +20,7 @@ log "release workflow (GitHub's workflow schema)"
 "$VENV/bin/uv" tool run --quiet --from check-jsonschema==0.39.0 \
     check-jsonschema --builtin-schema vendor.github-workflows .github/workflows/release.yml
 install_plugin
+install_homeassistant
 log "pytest"
 # The pytest script, not `python -m pytest`: that would put the checkout first on sys.path
 # and test the source tree instead of the installed plugin. pytest exits 5 when it collected

@@ -207,6 +207,10 @@ struct Entity {
     name: String,
     template: String,
     extra: Value,
+    /// A Jinja condition on the state: the entity is unavailable while it is false. For
+    /// values that may be missing where Home Assistant has no silent "unknown" (text and
+    /// time stamp sensors log a warning for every message they cannot read).
+    available_if: Option<&'static str>,
 }
 
 fn entity(
@@ -222,6 +226,16 @@ fn entity(
         name: name.to_string(),
         template,
         extra,
+        available_if: None,
+    }
+}
+
+impl Entity {
+    fn available_if(self, condition: &'static str) -> Entity {
+        Entity {
+            available_if: Some(condition),
+            ..self
+        }
     }
 }
 
@@ -311,23 +325,27 @@ fn entities(device: &Device, timestamp_field: &str) -> Vec<Entity> {
             progress_value("printTimeLeft"),
             seconds,
         ),
+        // Without a time left the value is the message's own time, never shown: the entity
+        // is unavailable then.
         entity(
             "sensor",
             "estimated_finish",
             "Estimated finish",
             format!(
-                "{{% set p = value_json.progress %}}{{{{ (value_json[{ts}] + p.printTimeLeft) | timestamp_custom('%Y-%m-%dT%H:%M:%S+00:00', false) if p and p.printTimeLeft is not none else None }}}}",
+                "{{% set p = value_json.progress %}}{{% set left = p.printTimeLeft if p and p.printTimeLeft is not none else 0 %}}{{{{ (value_json[{ts}] + left) | timestamp_custom('%Y-%m-%dT%H:%M:%S+00:00', false) }}}}",
                 ts = literal(timestamp_field)
             ),
             json!({"device_class": "timestamp"}),
-        ),
+        )
+        .available_if("value_json.progress and value_json.progress.printTimeLeft is not none"),
         entity(
             "sensor",
             "file",
             "Current file",
-            "{{ value_json.job.name if value_json.job else None }}".into(),
+            "{{ value_json.job.name if value_json.job and value_json.job.name else '' }}".into(),
             json!({"icon": "mdi:file-outline"}),
-        ),
+        )
+        .available_if("value_json.job"),
     ];
     let temperature = json!({
         "device_class": "temperature",
@@ -384,10 +402,28 @@ pub fn configs(setup: &Setup, device: &Device, node_id: &str) -> Vec<(String, Va
             c.insert("unique_id".into(), json!(format!("{node_id}_{}", e.object)));
             c.insert("state_topic".into(), json!(setup.state_topic));
             c.insert("value_template".into(), json!(e.template));
-            if let Some(topic) = &setup.availability {
-                c.insert("availability_topic".into(), json!(topic));
-                c.insert("payload_available".into(), json!("connected"));
-                c.insert("payload_not_available".into(), json!("disconnected"));
+            let mut availability: Vec<Value> = setup
+                .availability
+                .iter()
+                .map(|topic| {
+                    json!({
+                        "topic": topic,
+                        "payload_available": "connected",
+                        "payload_not_available": "disconnected",
+                    })
+                })
+                .collect();
+            if let Some(condition) = e.available_if {
+                availability.push(json!({
+                    "topic": setup.state_topic,
+                    "value_template": format!("{{{{ 'online' if {condition} else 'offline' }}}}"),
+                    "payload_available": "online",
+                    "payload_not_available": "offline",
+                }));
+            }
+            if !availability.is_empty() {
+                c.insert("availability".into(), Value::Array(availability));
+                c.insert("availability_mode".into(), json!("all"));
             }
             if let Value::Object(extra) = e.extra {
                 c.extend(extra);
@@ -445,8 +481,13 @@ mod tests {
         assert_eq!(tool["unique_id"], "n1_tool0_temperature");
         assert_eq!(tool["name"], "Tool 0 temperature");
         assert_eq!(tool["device"]["identifiers"], json!(["n1"]));
-        assert_eq!(tool["availability_topic"], "octoprint/mqtt");
-        assert_eq!(tool["payload_available"], "connected");
+        assert_eq!(
+            tool["availability"],
+            json!([{"topic": "octoprint/mqtt", "payload_available": "connected", "payload_not_available": "disconnected"}])
+        );
+        let (_, file) = &all[7];
+        assert_eq!(file["availability"][1]["topic"], "octoprint/state");
+        assert_eq!(file["availability_mode"], "all");
         assert!(tool.get("object_id").is_none());
         assert!(tool["device"].get("configuration_url").is_none());
     }

@@ -173,6 +173,26 @@ def subscriber_factory():
 
 
 @pytest.fixture
+def homeassistant_factory(request: pytest.FixtureRequest, tmp_path: Path, broker_factory):
+    """homeassistant_factory(broker) -> HomeAssistant (support/homeassistant_env.py), not yet
+    started; stopped at teardown, its output printed when the test failed."""
+    from support.homeassistant_env import HomeAssistant
+
+    instances = []
+
+    def make(broker) -> HomeAssistant:
+        instance = HomeAssistant(tmp_path / f"homeassistant{len(instances)}", broker)
+        instances.append(instance)
+        return instance
+
+    yield make
+    for instance in instances:
+        instance.stop()
+        if _test_failed(request):
+            _print_tail(f"Home Assistant {instance.config_dir}", instance.tail(200), 200)
+
+
+@pytest.fixture
 def octoprint_factory(request: pytest.FixtureRequest, tmp_path: Path, broker_factory):
     """octoprint_factory(mqtt_settings, start=True, **kwargs) -> OctoPrintInstance.
 

@@ -70,11 +70,12 @@ def test_one_retained_config_per_entity(core_factory, session_broker):
     assert len(unique_ids) == len(wanted)
     for topic, c in found.items():
         assert c["state_topic"] == f"{base}state"
-        assert c["availability_topic"] == f"{base}mqtt"
-        assert (c["payload_available"], c["payload_not_available"]) == (
-            "connected",
-            "disconnected",
-        )
+        assert c["availability"][0] == {
+            "topic": f"{base}mqtt",
+            "payload_available": "connected",
+            "payload_not_available": "disconnected",
+        }
+        assert c["availability_mode"] == "all"
         assert c["device"] == {
             "identifiers": [node],
             "name": "Workshop",

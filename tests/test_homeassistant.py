@@ -16,6 +16,7 @@ import paho.mqtt.publish as publish
 import pytest
 from support.e2ekit import (
     BED_TARGET,
+    DISCOVERY_OBJECTS,
     STATE_TOPIC,
     STATUS_TOPIC,
     TOOL_TARGET,
@@ -27,20 +28,7 @@ from support.mqtt_env import read_retained
 
 pytestmark = [pytest.mark.e2e, pytest.mark.homeassistant]
 
-OBJECTS = {
-    "connected",
-    "printing",
-    "state",
-    "progress",
-    "print_time",
-    "print_time_left",
-    "estimated_finish",
-    "file",
-    "tool0_temperature",
-    "tool0_target",
-    "bed_temperature",
-    "bed_target",
-}
+OBJECTS = {obj for objects in DISCOVERY_OBJECTS.values() for obj in objects}
 # Home Assistant's answer to the birth message arrives within a second; entities need their
 # discovery processed and their state read on top.
 AFTER_BIRTH = 5.0

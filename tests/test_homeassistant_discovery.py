@@ -9,6 +9,7 @@ import json
 
 import pytest
 from support.corekit import log_lines, settings_for, unique_base, wait_state, wait_until
+from support.e2ekit import DISCOVERY_OBJECTS
 from support.mqtt_env import read_retained
 
 DEVICE = {
@@ -19,21 +20,7 @@ DEVICE = {
     "configuration_url": "http://workshop.local/",
     "heaters": ["tool0", "bed"],
 }
-OBJECTS = {
-    "binary_sensor": ["connected", "printing"],
-    "sensor": [
-        "state",
-        "progress",
-        "print_time",
-        "print_time_left",
-        "estimated_finish",
-        "file",
-        "tool0_temperature",
-        "tool0_target",
-        "bed_temperature",
-        "bed_target",
-    ],
-}
+OBJECTS = DISCOVERY_OBJECTS
 
 
 def configs(broker, prefix: str) -> dict[str, dict]:

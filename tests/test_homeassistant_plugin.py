@@ -155,17 +155,7 @@ def test_it_announces_again_when_it_sees_connected(
     """A broker restart without persistence forgets every retained config. Our plugin
     reconnects and publishes `connected` on the status topic; the Home Assistant plugin, which
     subscribed to it, publishes all its configs again."""
-    sub = subscriber_factory(broker.host, broker.port)
-    octoprint = start_octoprint(octoprint_factory, broker_settings(broker))
-    wait_discovery_done(sub)
-    before = retained_configs(broker)
-    assert len(before) == CONFIG_COUNT, sorted(before)
-    # At startup it saw `connected` twice: ours, replayed as retained when it subscribed, and
-    # its own, which it publishes on our status topic too. Waited for, so that a late one
-    # cannot pass for the reaction to the reconnect.
-    wait_until(
-        lambda: status_seen(octoprint) == ["connected"] * 2, 10, lambda: str(status_seen(octoprint))
-    )
+    octoprint, before = announced(broker, subscriber_factory, octoprint_factory)
 
     broker.restart()
 
@@ -185,6 +175,23 @@ def test_it_announces_again_when_it_sees_connected(
     assert_no_traceback(octoprint.log_text())
 
 
+def announced(broker, subscriber_factory, octoprint_factory):
+    """An OctoPrint with the plugin, its startup announcements over. Returns it and the
+    retained configs."""
+    sub = subscriber_factory(broker.host, broker.port)
+    octoprint = start_octoprint(octoprint_factory, broker_settings(broker))
+    wait_discovery_done(sub)
+    before = retained_configs(broker)
+    assert len(before) == CONFIG_COUNT, sorted(before)
+    # At startup it saw `connected` twice: ours, replayed as retained when it subscribed, and
+    # its own, which it publishes on our status topic too. Waited for, so that a late one
+    # cannot pass for the reaction to what the test does next.
+    wait_until(
+        lambda: status_seen(octoprint) == ["connected"] * 2, 10, lambda: str(status_seen(octoprint))
+    )
+    return octoprint, before
+
+
 def status_seen(octoprint) -> list[str]:
     """The payloads of our status topic its callback, the one that re-announces, got so far:
     it logs the topic and then the payload, each on a line of its own."""
@@ -196,6 +203,7 @@ def status_seen(octoprint) -> list[str]:
     ]
 
 
+@pytest.mark.e2e
 @pytest.mark.timeout(90)
 def test_its_configs_come_back_after_a_birth_message(
     homeassistant_installed, broker, subscriber_factory, octoprint_factory
@@ -203,14 +211,7 @@ def test_its_configs_come_back_after_a_birth_message(
     """Home Assistant restarted against a broker that lost the configs (cleared here): its
     birth message makes our plugin say `connected` again, and that makes the Home Assistant
     plugin publish all its configs anew."""
-    sub = subscriber_factory(broker.host, broker.port)
-    octoprint = start_octoprint(octoprint_factory, broker_settings(broker))
-    wait_discovery_done(sub)
-    before = retained_configs(broker)
-    assert len(before) == CONFIG_COUNT, sorted(before)
-    wait_until(
-        lambda: status_seen(octoprint) == ["connected"] * 2, 10, lambda: str(status_seen(octoprint))
-    )
+    octoprint, before = announced(broker, subscriber_factory, octoprint_factory)
     for topic in before:
         publish.single(topic, b"", retain=True, hostname=broker.host, port=broker.port)
     wait_until(lambda: not retained_configs(broker), 10, lambda: "the configs cleared")

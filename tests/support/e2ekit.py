@@ -13,6 +13,23 @@ from support.mqtt_env import Message, Subscriber
 BASE = "octoprint/"
 STATUS_TOPIC = f"{BASE}mqtt"
 STATE_TOPIC = f"{BASE}state"
+# Our Home Assistant discovery's entities (docs/behaviour.md §3.14) with the virtual printer's
+# heaters, by component.
+DISCOVERY_OBJECTS = {
+    "binary_sensor": ["connected", "printing"],
+    "sensor": [
+        "state",
+        "progress",
+        "print_time",
+        "print_time_left",
+        "estimated_finish",
+        "file",
+        "tool0_temperature",
+        "tool0_target",
+        "bed_temperature",
+        "bed_target",
+    ],
+}
 BED_TARGET = 45.0
 TOOL_TARGET = 70.0
 

@@ -9,11 +9,13 @@ Written before the first start, in `.storage/`, as Home Assistant itself stores 
   no login flow is needed.
 - `core.config_entries`: the MQTT entry (broker, port; discovery and the birth message at
   their defaults: prefix `homeassistant`, `online` on `homeassistant/status`).
+- `onboarding`: done (its frontend would ask for a home location first).
 
-Only the integrations a test needs are configured (`api`, `websocket_api`, `mqtt`): no
-frontend, recorder or onboarding, so a start takes a few seconds and `--skip-pip` never
-misses a requirement. Home Assistant's birth message is not retained and comes a few seconds
-after it reports RUNNING; it never disconnects cleanly from MQTT (its `offline` is its will).
+Only `api`, `websocket_api` and the MQTT entry are configured; Home Assistant sets up its
+always-on integrations (the frontend among them) besides, whose requirements are pinned too,
+so `--skip-pip` misses none that matters and a start takes a few seconds. Its birth message
+is not retained and comes a few seconds after it reports RUNNING; it never disconnects
+cleanly from MQTT (its `offline` is its will).
 """
 
 from __future__ import annotations
@@ -143,6 +145,8 @@ class HomeAssistant:
             "unique_id": None,
             "disabled_by": None,
         }
+        done = {"done": ["user", "core_config", "analytics", "integration"]}
+        (storage / "onboarding").write_text(_store("onboarding", done, version=4))
         (storage / "core.config_entries").write_text(
             _store("core.config_entries", {"entries": [entry]})
         )

@@ -4,7 +4,10 @@ Everything that does not need OctoPrint's objects (the connection, topics, JSON,
 happens in the Rust core; this class reads the settings once per save and pushes them there.
 """
 
+import ipaddress
+import json
 import os
+import re
 import secrets
 import socket
 import threading
@@ -38,6 +41,12 @@ OTHER_DISCOVERY_PLUGINS = {"homeassistant": "OctoPrint-HomeAssistant"}
 # In the plugin's data folder: a file of OctoPrint's base folder, not of config.yaml, so a
 # copied configuration does not clone it.
 NODE_ID_FILE = "homeassistant-node-id"
+# The discovery config topics published, kept across restarts: a config no longer wanted when
+# OctoPrint starts again (discovery turned off in config.yaml, the other plugin installed) is
+# cleared then.
+PUBLISHED_FILE = "homeassistant-published.json"
+# Home Assistant's rule for a node id (the core's discovery::valid_node_id checks the setting).
+NODE_ID = re.compile(r"[A-Za-z0-9_-]{1,64}")
 
 
 def settings_defaults():
@@ -77,6 +86,7 @@ class MqttPlugin(
         self._test_lock = threading.Lock()
         self._server = (None, None)
         self._generated_node_id = None
+        self._published_topics = None  # as last stored; None until read at startup
 
     # ~~ settings
 
@@ -130,6 +140,7 @@ class MqttPlugin(
         self._printer_data = bool(publish.get("printerData"))
         self._metadata_active = bool(publish.get("metadataActive"))
         self._report(self._core.configure, settings, connect)
+        self._store_published()
         # The core's reading of timestamp_fieldname (it falls back to `_timestamp` when the
         # value is not a name), so that the helpers stamp like the plugin's own messages.
         self._timestamp_field = self._core.timestamp_field
@@ -199,6 +210,7 @@ class MqttPlugin(
     def on_plugin_pending_uninstall(self):
         # Home Assistant would keep the device (its retained configs) forever otherwise.
         self._report(self._core.homeassistant_uninstall)
+        self._store_published()
 
     def on_shutdown(self):
         if self._status_pusher is not None:
@@ -261,6 +273,13 @@ class MqttPlugin(
     # ~~ Home Assistant discovery (the configs are built in the core: discovery.rs)
 
     def _push_device(self):
+        # Called from on_startup and on_event: a profile or data folder it cannot read must
+        # not keep the plugin from connecting or handling the event.
+        try:
+            device, node_id = self._device_info(), self._node_id()
+        except Exception:
+            self._logger.exception("Cannot describe this OctoPrint for Home Assistant discovery")
+            return
         other = next(
             (
                 name
@@ -269,7 +288,43 @@ class MqttPlugin(
             ),
             None,
         )
-        self._report(self._core.homeassistant_device, self._device_info(), self._node_id(), other)
+        earlier = self._load_published() if self._published_topics is None else []
+        try:
+            self._core.homeassistant_device(device, node_id, other, earlier)
+        except (TypeError, ValueError) as exc:
+            self._log_once(exc)
+        self._store_published()
+
+    def _load_published(self):
+        try:
+            with open(self._data_path(PUBLISHED_FILE), encoding="utf-8") as f:
+                topics = json.load(f)
+        except FileNotFoundError:
+            topics = []
+        except (OSError, ValueError) as exc:
+            self._logger.warning("Cannot read the discovery topics published before: %s", exc)
+            topics = []
+        if not (isinstance(topics, list) and all(isinstance(t, str) for t in topics)):
+            topics = []
+        self._published_topics = topics
+        return topics
+
+    def _store_published(self):
+        """Keeps the config topics in force when they changed (after startup)."""
+        if self._published_topics is None:
+            return
+        topics = self._core.homeassistant_status()["topics"]
+        if topics == self._published_topics:
+            return
+        try:
+            with open(self._data_path(PUBLISHED_FILE), "w", encoding="utf-8") as f:
+                json.dump(topics, f)
+            self._published_topics = topics
+        except OSError as exc:
+            self._logger.warning("Cannot keep the discovery topics published: %s", exc)
+
+    def _data_path(self, name):
+        return os.path.join(self.get_plugin_data_folder(), name)
 
     def _device_info(self):
         profile = self._printer_profile_manager.get_current_or_default() or {}
@@ -280,10 +335,11 @@ class MqttPlugin(
             heaters.append("bed")
         if profile.get("heatedChamber"):
             heaters.append("chamber")
+        # str(): a hand-edited config.yaml may hold numbers there.
         return {
-            "name": self._settings.global_get(["appearance", "name"]) or socket.gethostname(),
+            "name": str(self._settings.global_get(["appearance", "name"]) or socket.gethostname()),
             "manufacturer": "OctoPrint",
-            "model": profile.get("model") or profile.get("name") or "",
+            "model": str(profile.get("model") or profile.get("name") or ""),
             "sw_version": OCTOPRINT_VERSION,
             "configuration_url": self._configuration_url(),
             "heaters": heaters,
@@ -295,9 +351,15 @@ class MqttPlugin(
         public_host = self._settings.global_get(["plugins", "discovery", "publicHost"])
         public_port = self._settings.global_get(["plugins", "discovery", "publicPort"])
         host, port = public_host or self._server[0], public_port or self._server[1]
-        if not host or host in ("0.0.0.0", "::") or str(host).startswith("127."):
+        if not host or not port or str(host).lower() == "localhost":
             return None
-        if ":" in str(host):
+        try:
+            address = ipaddress.ip_address(str(host))
+        except ValueError:
+            address = None  # a host name
+        if address is not None and (address.is_loopback or address.is_unspecified):
+            return None
+        if address is not None and address.version == 6:
             host = f"[{host}]"
         return f"http://{host}:{port}/"
 
@@ -309,15 +371,16 @@ class MqttPlugin(
         return self._generated_node_id
 
     def _load_node_id(self):
-        path = os.path.join(self.get_plugin_data_folder(), NODE_ID_FILE)
+        path = self._data_path(NODE_ID_FILE)
         try:
             with open(path, encoding="utf-8") as f:
                 stored = f.read().strip()
-            if stored:
+            if NODE_ID.fullmatch(stored):
                 return stored
+            self._logger.warning("%s holds no usable node id: making a new one", path)
         except FileNotFoundError:
             pass
-        except OSError as exc:
+        except (OSError, ValueError) as exc:
             self._logger.warning("Cannot read %s (%s): making a new node id", path, exc)
         node_id = "octoprint-" + secrets.token_hex(5)
         try:

@@ -73,6 +73,8 @@ pub struct Report {
     pub node_id: String,
     pub entities: usize,
     pub off: Option<Off>,
+    /// The config topics published, for the plugin to keep across restarts.
+    pub topics: Vec<String>,
 }
 
 /// A node id Home Assistant accepts in a discovery topic.
@@ -98,13 +100,21 @@ impl Discovery {
 
     /// The device (at startup, and when the printer profile changes), the id generated for
     /// this OctoPrint, and the plugin that does discovery instead, if one is loaded.
+    /// `earlier`: config topics an earlier run published (kept by the plugin across
+    /// restarts); those no longer wanted are cleared now.
     pub fn identify(
         &self,
         device: Device,
         generated_id: String,
         blocked_by: Option<String>,
+        earlier: Vec<String>,
     ) -> Vec<Message> {
         let mut inner = self.lock();
+        for topic in earlier {
+            // An empty payload stands for "published, content unknown": wanted ones are
+            // published again, the others cleared.
+            inner.published.entry(topic).or_default();
+        }
         inner.device = Some(device);
         inner.generated_id = generated_id;
         inner.blocked_by = blocked_by;
@@ -118,7 +128,8 @@ impl Discovery {
         inner.update()
     }
 
-    /// Every config in force, to publish again (after Home Assistant's birth message).
+    /// Every config in force, to publish again (at every connect, and after Home
+    /// Assistant's birth message).
     pub fn current(&self) -> Vec<Message> {
         self.lock()
             .published
@@ -133,6 +144,7 @@ impl Discovery {
             node_id: inner.node_id(),
             entities: inner.published.len(),
             off: inner.off(),
+            topics: inner.published.keys().cloned().collect(),
         }
     }
 }
@@ -187,15 +199,15 @@ impl Inner {
     }
 }
 
-/// Retained and QoS 1, kept while offline: a config that does not arrive is an entity that
-/// never appears (or one that never goes away).
+/// Retained and QoS 1. A config is not kept while offline: every connect publishes those in
+/// force (`current`), whatever broker it is. A clear is kept: nothing else would send it.
 fn config_message(topic: String, payload: Bytes) -> Message {
     Message {
         topic,
+        queue_offline: payload.is_empty(),
         payload,
         qos: Qos::AtLeastOnce,
         retain: true,
-        queue_offline: true,
         expiry: None,
     }
 }
@@ -496,7 +508,7 @@ mod tests {
     fn turning_off_and_changing_the_node_id_clear_what_was_published() {
         let d = Discovery::default();
         assert!(d.configure(setup(true)).is_empty(), "no device yet");
-        let first = d.identify(device(&["tool0"]), "gen".into(), None);
+        let first = d.identify(device(&["tool0"]), "gen".into(), None, vec![]);
         assert_eq!(first.len(), 10);
         assert!(first.iter().all(|m| m.retain && m.qos == Qos::AtLeastOnce));
         assert!(d.configure(setup(true)).is_empty(), "nothing changed");
@@ -513,7 +525,7 @@ mod tests {
             .filter(|(t, e)| !*e && t.contains("/mine/"))
             .count();
         assert_eq!((cleared, new), (10, 10));
-        let fewer = d.identify(device(&[]), "gen".into(), None);
+        let fewer = d.identify(device(&[]), "gen".into(), None, vec![]);
         assert_eq!(
             topics(&fewer).len(),
             2,
@@ -534,14 +546,15 @@ mod tests {
             .identify(
                 device(&[]),
                 "gen".into(),
-                Some("OctoPrint-HomeAssistant".into())
+                Some("OctoPrint-HomeAssistant".into()),
+                vec![]
             )
             .is_empty());
         assert_eq!(
             d.report().off,
             Some(Off::OtherPlugin("OctoPrint-HomeAssistant".into()))
         );
-        assert_eq!(d.identify(device(&[]), "gen".into(), None).len(), 8);
+        assert_eq!(d.identify(device(&[]), "gen".into(), None, vec![]).len(), 8);
         let gone = d.uninstall();
         assert_eq!(gone.len(), 8);
         assert!(d.configure(setup(true)).is_empty());
@@ -576,5 +589,25 @@ mod tests {
             .as_str()
             .unwrap()
             .contains("get(\"it's\")"));
+    }
+
+    #[test]
+    fn topics_an_earlier_run_published_are_cleared_or_published_again() {
+        let d = Discovery::default();
+        d.configure(setup(true));
+        let earlier = vec![
+            "homeassistant/sensor/gen/state/config".to_string(),
+            "homeassistant/sensor/gen/chamber_target/config".to_string(),
+        ];
+        let out = d.identify(device(&[]), "gen".into(), None, earlier.clone());
+        let cleared: Vec<_> = out.iter().filter(|m| m.payload.is_empty()).collect();
+        assert_eq!(cleared.len(), 1);
+        assert_eq!(cleared[0].topic, earlier[1]);
+        assert_eq!(out.len(), 9, "8 configs and the one clear");
+        let blocked = Discovery::default();
+        blocked.configure(setup(true));
+        let out = blocked.identify(device(&[]), "gen".into(), Some("other".into()), earlier);
+        assert!(out.len() == 2 && out.iter().all(|m| m.payload.is_empty()));
+        assert!(blocked.report().topics.is_empty());
     }
 }

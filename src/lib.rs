@@ -117,6 +117,19 @@ impl Core {
         }
     }
 
+    /// Discovery's messages. While offline only clears are sent (kept for the connection):
+    /// every connect publishes the configs in force. Asked after discovery took the change,
+    /// so a connect that comes after this check publishes it.
+    fn send_discovery(&self, messages: Vec<Message>) -> PyResult<usize> {
+        let online = self.online();
+        self.send_all(
+            messages
+                .into_iter()
+                .filter(|m| online || m.payload.is_empty())
+                .collect(),
+        )
+    }
+
     /// Sends each; returns how many.
     fn send_all(&self, messages: Vec<Message>) -> PyResult<usize> {
         let n = messages.len();
@@ -197,7 +210,7 @@ impl Core {
             .printer
             .configure(publishing, self.online(), Instant::now());
         self.deliver(moved)?;
-        self.send_all(self.discovery.configure(settings.discovery()))?;
+        self.send_discovery(self.discovery.configure(settings.discovery()))?;
         self.handle.control(Command::Birth(settings.birth_topic()));
         if !connect {
             return Ok(());
@@ -301,28 +314,33 @@ impl Core {
     /// `model`, `sw_version`, `configuration_url`, `heaters`), the node id generated for this
     /// OctoPrint (used while `homeassistant.nodeId` is unset), and the plugin that does
     /// discovery instead, when one is loaded. Publishes what changed; returns how many.
-    #[pyo3(signature = (device, generated_node_id, blocked_by=None))]
+    /// `earlier`: the config topics an earlier run published (`homeassistant_status()`'s
+    /// `topics`, kept by the plugin); those no longer wanted are cleared.
+    #[pyo3(signature = (device, generated_node_id, blocked_by=None, earlier=Vec::new()))]
     fn homeassistant_device(
         &self,
         device: &Bound<'_, PyAny>,
         generated_node_id: &str,
         blocked_by: Option<String>,
+        earlier: Vec<String>,
     ) -> PyResult<usize> {
         let device: discovery::Device = pythonize::depythonize(device)
             .map_err(|e| Error::ArgumentType(format!("device: {e}")))?;
-        self.send_all(
-            self.discovery
-                .identify(device, generated_node_id.to_string(), blocked_by),
-        )
+        self.send_discovery(self.discovery.identify(
+            device,
+            generated_node_id.to_string(),
+            blocked_by,
+            earlier,
+        ))
     }
 
     /// The plugin is being uninstalled: clears its discovery configs (empty retained
     /// payloads) and publishes none until OctoPrint restarts. Returns how many.
     fn homeassistant_uninstall(&self) -> PyResult<usize> {
-        self.send_all(self.discovery.uninstall())
+        self.send_discovery(self.discovery.uninstall())
     }
 
-    /// `{node_id, entities, off, other_plugin}`: `off` is None while discovery publishes,
+    /// `{node_id, entities, off, other_plugin, topics}`: `off` is None while discovery publishes,
     /// else `"setting"`, `"no_state_topic"`, `"other_plugin"` or `"uninstalling"`.
     fn homeassistant_status<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyDict>> {
         let r = self.discovery.report();
@@ -338,6 +356,7 @@ impl Core {
         };
         d.set_item("off", off)?;
         d.set_item("other_plugin", other)?;
+        d.set_item("topics", r.topics)?;
         Ok(d)
     }
 

@@ -244,6 +244,7 @@ struct Runner {
     printer: Arc<Printer>,
     wake: Option<Instant>,
     birth: Birth,
+    birth_refusal_told: bool,
     discovery: Arc<Discovery>,
     progress: Arc<Memo>,
 }
@@ -291,6 +292,7 @@ impl Runner {
             printer,
             wake: None,
             birth: Birth::default(),
+            birth_refusal_told: false,
             discovery,
             progress,
         }
@@ -405,7 +407,8 @@ impl Runner {
                 self.command_unsubscribe(old);
             }
         }
-        if let Some(topic) = topic {
+        // A plugin may have it subscribed already, perhaps at a higher QoS than ours.
+        if let Some(topic) = topic.filter(|t| !self.subscribed.iter().any(|(f, _)| f == t)) {
             self.subscribe(&topic, Qos::AtMostOnce);
         }
     }
@@ -568,7 +571,12 @@ impl Runner {
             Some(NetEvent::SubAck { pkid, granted }) => {
                 if let Some(i) = self.awaiting_suback.iter().position(|(p, _)| *p == pkid) {
                     let (_, filter) = self.awaiting_suback.swap_remove(i);
-                    if !granted {
+                    if !granted && self.birth.topic() == Some(filter.as_str()) {
+                        // Watched for every user, Home Assistant or not: said once.
+                        if !std::mem::replace(&mut self.birth_refusal_told, true) {
+                            warn!("The MQTT broker refused the subscription to Home Assistant's birth topic {filter:?} (not authorised by its ACL?): entities are not refreshed when Home Assistant restarts; allow it, or empty homeassistant.birthTopic. Not logged again");
+                        }
+                    } else if !granted {
                         warn!("The MQTT broker refused the subscription to {filter:?} (not authorised by its ACL?)");
                     }
                 }
@@ -757,12 +765,14 @@ impl Runner {
                 self.subscribe(&birth, Qos::AtMostOnce);
             }
         }
-        // Then the printer's state (not kept while offline: this one is the current one).
+        // Then the printer's state (not kept while offline: this one is the current one), and
+        // the discovery configs in force (this may be another broker than the last one).
         let state = self.printer.at_connect(std::time::Instant::now());
         if let Some(at) = state.wake {
             self.wake_at(at);
         }
-        for m in state.messages {
+        let configs = self.discovery.current();
+        for m in configs.into_iter().rev().chain(state.messages) {
             self.delivery.push_front(m, true);
         }
         if let Some(hello) = hello {

@@ -151,19 +151,20 @@ def test_other_plugin_or_no_state_topic_keep_it_off(core_factory, session_broker
         session_broker, base, homeassistant={"discovery": True, "prefix": f"{base}ha"}
     )
     core = core_factory(settings)
+    wait_state(core, "connected")
     assert core.homeassistant_device(DEVICE, "n", "OctoPrint-HomeAssistant") == 0
     status = core.homeassistant_status()
     assert (status["off"], status["other_plugin"]) == ("other_plugin", "OctoPrint-HomeAssistant")
     assert core.homeassistant_device(DEVICE, "n") == 12
     settings["publish"]["stateActive"] = False
     core.configure(settings)
-    assert core.homeassistant_status() == {
+    assert core.homeassistant_status() | {"topics": None} == {
         "node_id": "n",
         "entities": 0,
         "off": "no_state_topic",
         "other_plugin": None,
+        "topics": None,
     }
-    wait_state(core, "connected")
     wait_until(lambda: not configs(session_broker, f"{base}ha"), timeout=5, what="cleared")
 
 
@@ -190,3 +191,24 @@ def test_unusable_settings_fall_back_with_a_warning(core_factory, broker, caplog
     assert any("nodeId" in w and "using the id generated" in w for w in warnings), warnings
     assert any("prefix" in w and 'using "homeassistant"' in w for w in warnings), warnings
     assert any("birthTopic" in w and 'using "homeassistant/status"' in w for w in warnings)
+
+
+@pytest.mark.timeout(40)
+def test_every_broker_gets_the_configs(core_factory, broker_factory):
+    """Configs are not queued: each connect publishes those in force, so a broker set later
+    (the plugin idle until then) and a broker changed to both get them."""
+    first, second = broker_factory(), broker_factory()
+    base = unique_base()
+    homeassistant = {"discovery": True, "prefix": f"{base}ha"}
+    idle = {"broker": {"url": ""}, "publish": {"baseTopic": base}, "homeassistant": homeassistant}
+    core = core_factory(idle)
+    core.homeassistant_device(DEVICE, "octoprint-0a1b2c3d4e")
+    wait_state(core, "idle")
+    assert core.status()["refused"] == 0, "nothing offered while offline"
+    for b in (first, second):
+        core.configure(settings_for(b, base, homeassistant=homeassistant))
+        wait_until(
+            lambda b=b: len(configs(b, f"{base}ha")) == 12,
+            timeout=10,
+            what=f"12 configs at {b.port}",
+        )

@@ -14,16 +14,18 @@ import time
 
 import paho.mqtt.publish as publish
 import pytest
+import yaml
 from support.e2ekit import BASE, STATUS_TOPIC, assert_no_traceback, broker_settings, wait_until
 from support.homeassistant import (
     DISCOVERY_PREFIX,
     decode_configs,
+    enabled_config,
     node_id,
     start_octoprint,
     topics_of,
 )
 from support.mqtt_env import read_retained
-from support.octoprint_env import HOMEASSISTANT_PLUGIN
+from support.octoprint_env import HOMEASSISTANT_PLUGIN, deep_merge
 
 DISCOVERY = f"{DISCOVERY_PREFIX}/#"
 # Its defaults, used when our settings tree lacks a key: the classic plugin's base topic.
@@ -225,4 +227,37 @@ def test_its_configs_come_back_after_a_birth_message(
     assert retained_configs(broker) == before
     assert status_seen(octoprint).count("connected") == 3, status_seen(octoprint)
     assert "Home Assistant said online" in octoprint.log_text()
+    assert_no_traceback(octoprint.log_text())
+
+
+@pytest.mark.e2e
+@pytest.mark.timeout(120)
+def test_our_configs_are_cleared_when_the_plugin_comes_while_octoprint_is_stopped(
+    homeassistant_installed, broker, octoprint_factory
+):
+    """Our discovery on, then the Home Assistant plugin enabled while OctoPrint is stopped:
+    at the next start ours stays off and clears the configs the earlier run published (it
+    keeps their topics in its data folder), so no entity appears twice."""
+    ours = f"{DISCOVERY_PREFIX}/+/ours_1/+/config"
+    octoprint = octoprint_factory(
+        broker_settings(broker, homeassistant={"discovery": True, "nodeId": "ours_1"})
+    )
+    wait_until(
+        lambda: len(read_retained(broker.host, broker.port, ours)) == 12,
+        15,
+        lambda: f"our configs: {sorted(read_retained(broker.host, broker.port, ours))}",
+    )
+    octoprint.stop()
+    config_path = octoprint.basedir / "config.yaml"
+    config = yaml.safe_load(config_path.read_text())
+    config = deep_merge(config, enabled_config())
+    config_path.write_text(yaml.safe_dump(config))
+    octoprint.start()
+    assert octoprint.get("/api/plugin/mqtt")["homeassistant"]["off"] == "other_plugin"
+    wait_until(
+        lambda: not read_retained(broker.host, broker.port, ours),
+        15,
+        lambda: f"still retained: {sorted(read_retained(broker.host, broker.port, ours))}",
+    )
+    assert decode_configs(read_retained(broker.host, broker.port, DISCOVERY).values())
     assert_no_traceback(octoprint.log_text())

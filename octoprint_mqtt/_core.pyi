@@ -56,6 +56,12 @@ class Core:
     def homeassistant_status(self) -> dict[str, Any]:
         """``{node_id, entities, off, other_plugin}``; ``off`` is None while discovery
         publishes, else ``setting``, ``no_state_topic``, ``other_plugin`` or ``uninstalling``."""
+    def set_control_handler(
+        self, handler: Optional[Callable[[str, dict[str, Any]], tuple[bool, Any]]]
+    ) -> None:
+        """Remote control's printer actions: ``handler(command, args)`` returns ``(True,
+        result)`` or ``(False, reason)``. Called on the core's control thread, one request at a
+        time, only for requests that passed the core's checks (docs/control.md)."""
     def publish_metadata(self, metadata: Optional[Mapping[str, Any]] = None) -> int:
         """The configured metadata keys (dots walk into nested dicts) of a file's metadata,
         or with ``None`` an empty payload per key (clears retained values)."""

@@ -19,7 +19,7 @@ from octoprint import __version__ as OCTOPRINT_VERSION
 from octoprint.printer import PrinterCallback
 from octoprint.util import RepeatedTimer
 
-from . import api, validation
+from . import api, control, validation
 
 # The only import of the native module.
 from ._core import Core, default_settings, progress_percent, setting_rules, validate_topic
@@ -181,6 +181,12 @@ class MqttPlugin(
         )
         self._report(self._core.printer_data, data.get("job"), data.get("progress"))
         self._push_device()
+        # Before the connection: requests may arrive as soon as it is up.
+        self._core.set_control_handler(
+            control.Commands(
+                self._printer, self._file_manager, self._printer_profile_manager, self._logger
+            )
+        )
         # Before OctoPrint fires Startup: the core keeps events until the broker answers.
         self._push_settings()
         # Overwrite progress retained by an earlier run; queued, so it follows `connected`.
@@ -328,13 +334,6 @@ class MqttPlugin(
 
     def _device_info(self):
         profile = self._printer_profile_manager.get_current_or_default() or {}
-        extruder = profile.get("extruder") or {}
-        count = 1 if extruder.get("sharedNozzle") else int(extruder.get("count") or 1)
-        heaters = [f"tool{i}" for i in range(count)]
-        if profile.get("heatedBed"):
-            heaters.append("bed")
-        if profile.get("heatedChamber"):
-            heaters.append("chamber")
         # str(): a hand-edited config.yaml may hold numbers there.
         return {
             "name": str(self._settings.global_get(["appearance", "name"]) or socket.gethostname()),
@@ -342,7 +341,7 @@ class MqttPlugin(
             "model": str(profile.get("model") or profile.get("name") or ""),
             "sw_version": OCTOPRINT_VERSION,
             "configuration_url": self._configuration_url(),
-            "heaters": heaters,
+            "heaters": control.heaters_of(profile),
         }
 
     def _configuration_url(self):

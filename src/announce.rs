@@ -85,6 +85,8 @@ mod tests {
 
     fn incoming(topic: &str, payload: &[u8]) -> Incoming {
         Incoming {
+            response_topic: None,
+            correlation: None,
             topic: topic.into(),
             payload: payload.to_vec(),
             qos: 0,
@@ -100,6 +102,7 @@ mod tests {
             retain: true,
             queue_offline: true,
             expiry: None,
+            correlation: None,
         }
     }
 

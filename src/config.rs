@@ -8,6 +8,7 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
+use crate::control;
 use crate::discovery;
 use crate::events::EventToggles;
 use crate::glob;
@@ -24,6 +25,7 @@ pub struct Settings {
     pub client: Client,
     pub publish: Publish,
     pub homeassistant: HomeAssistant,
+    pub control: Control,
     #[serde(deserialize_with = "field_name")]
     pub timestamp_fieldname: String,
 }
@@ -35,6 +37,7 @@ impl Default for Settings {
             client: Client::default(),
             publish: Publish::default(),
             homeassistant: HomeAssistant::default(),
+            control: Control::default(),
             timestamp_fieldname: "_timestamp".into(),
         }
     }
@@ -64,6 +67,57 @@ impl Default for HomeAssistant {
             node_id: None,
         }
     }
+}
+
+/// Remote control over MQTT (control.rs): off, and every command refused, until the admin
+/// turns them on.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(default)]
+pub struct Control {
+    #[serde(deserialize_with = "lenient_bool")]
+    pub active: bool,
+    /// Under the base topic, with `{command}` as one whole level.
+    #[serde(deserialize_with = "lenient_string")]
+    pub topic: String,
+    /// Under the base topic.
+    #[serde(rename = "responseTopic", deserialize_with = "lenient_string")]
+    pub response_topic: String,
+    /// One switch per name of [`control::COMMANDS`]; other keys are ignored.
+    #[serde(deserialize_with = "command_switches")]
+    pub commands: std::collections::BTreeMap<String, bool>,
+}
+
+impl Default for Control {
+    fn default() -> Self {
+        Control {
+            active: false,
+            topic: "control/{command}".into(),
+            response_topic: "control/response".into(),
+            commands: control::COMMANDS
+                .iter()
+                .map(|c| (c.to_string(), false))
+                .collect(),
+        }
+    }
+}
+
+/// `control.commands`: each known command's switch, read as every switch is read (a value
+/// that is no switch leaves that command off, with the parse's warning).
+fn command_switches<'de, D: serde::Deserializer<'de>>(
+    d: D,
+) -> Result<std::collections::BTreeMap<String, bool>, D::Error> {
+    #[derive(Deserialize)]
+    struct Switch(#[serde(deserialize_with = "lenient_bool")] bool);
+    let given: std::collections::BTreeMap<String, serde_json::Value> = Deserialize::deserialize(d)?;
+    let mut out = Control::default().commands;
+    for (name, value) in given {
+        if let Some(slot) = out.get_mut(&name) {
+            *slot = Switch::deserialize(value)
+                .map_err(|e| serde::de::Error::custom(format!("{name}: {e}")))?
+                .0;
+        }
+    }
+    Ok(out)
 }
 
 #[derive(Clone, Deserialize, Serialize)]
@@ -463,6 +517,7 @@ impl Settings {
                 }
             }
         }
+        warnings.extend(self.control.sanitize(&self.publish.base_topic));
         warnings
     }
 
@@ -545,6 +600,23 @@ impl Settings {
         Some(self.homeassistant.birth_topic.clone()).filter(|t| !t.is_empty())
     }
 
+    /// What remote control listens to and allows, when it is on (see control.rs).
+    pub fn control(&self) -> Option<control::Setup> {
+        let c = &self.control;
+        c.active.then(|| {
+            control::Setup::new(
+                &self.publish.base_topic,
+                &c.topic,
+                &c.response_topic,
+                control::COMMANDS
+                    .iter()
+                    .copied()
+                    .filter(|name| c.commands.get(*name).copied().unwrap_or(false))
+                    .collect(),
+            )
+        })
+    }
+
     /// What discovery reads (see discovery.rs).
     pub fn discovery(&self) -> discovery::Setup {
         let p = &self.publish;
@@ -561,6 +633,7 @@ impl Settings {
                 String::new()
             },
             timestamp_field: self.timestamp_fieldname.clone(),
+            buttons: self.control().map(|c| c.buttons()).unwrap_or_default(),
         }
     }
 
@@ -629,6 +702,51 @@ impl HomeAssistant {
                 warnings.push(format!(
                     "plugins.mqtt.homeassistant.nodeId: {id:?} {NODE_ID_RULE}; using the id generated for this OctoPrint"
                 ));
+            }
+        }
+        warnings
+    }
+}
+
+impl Control {
+    /// Topics that cannot work fall back to their defaults, with a warning; when even those
+    /// cannot (a base topic with wildcards), remote control stays off. Checked only while
+    /// it is on: nothing is subscribed otherwise.
+    fn sanitize(&mut self, base: &str) -> Vec<String> {
+        let mut warnings = Vec::new();
+        if !self.active {
+            return warnings;
+        }
+        let defaults = Control::default();
+        self.topic = self.topic.trim().to_string();
+        self.response_topic = self.response_topic.trim().to_string();
+        let problems = [
+            ("topic", control::request_topic_problem(base, &self.topic)),
+            (
+                "responseTopic",
+                control::response_topic_problem(base, &self.response_topic),
+            ),
+        ];
+        for (key, problem) in problems {
+            let Err(e) = problem else { continue };
+            let (value, fallback) = match key {
+                "topic" => (&mut self.topic, &defaults.topic),
+                _ => (&mut self.response_topic, &defaults.response_topic),
+            };
+            let fallback_works = match key {
+                "topic" => control::request_topic_problem(base, fallback).is_ok(),
+                _ => control::response_topic_problem(base, fallback).is_ok(),
+            };
+            if fallback_works {
+                warnings.push(format!(
+                    "plugins.mqtt.control.{key}: {e}; using {fallback:?}"
+                ));
+                *value = fallback.clone();
+            } else {
+                warnings.push(format!(
+                    "plugins.mqtt.control.{key}: {e}; remote control is off"
+                ));
+                self.active = false;
             }
         }
         warnings

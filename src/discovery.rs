@@ -38,6 +38,8 @@ pub struct Setup {
     pub availability: Option<String>,
     pub state_topic: String,
     pub timestamp_field: String,
+    /// `(command, request topic)` of each remote control command allowed that gets a button.
+    pub buttons: Vec<(&'static str, String)>,
 }
 
 /// Why discovery publishes nothing although it is on, for the settings page and the log.
@@ -209,6 +211,7 @@ fn config_message(topic: String, payload: Bytes) -> Message {
         qos: Qos::AtLeastOnce,
         retain: true,
         expiry: None,
+        correlation: None,
     }
 }
 
@@ -406,47 +409,86 @@ pub fn configs(setup: &Setup, device: &Device, node_id: &str) -> Vec<(String, Va
         dev.insert("configuration_url".into(), json!(url));
     }
     let prefix = setup.prefix.trim_end_matches('/');
-    entities(device, &setup.timestamp_field)
+    let availability = |available_if: Option<&str>| {
+        let mut list: Vec<Value> = setup
+            .availability
+            .iter()
+            .map(|topic| {
+                json!({
+                    "topic": topic,
+                    "payload_available": "connected",
+                    "payload_not_available": "disconnected",
+                })
+            })
+            .collect();
+        if let Some(condition) = available_if {
+            list.push(json!({
+                "topic": setup.state_topic,
+                "value_template": format!("{{{{ 'online' if {condition} else 'offline' }}}}"),
+                "payload_available": "online",
+                "payload_not_available": "offline",
+            }));
+        }
+        list
+    };
+    let finish = |component: &str, object: &str, mut c: Map<String, Value>, available_if| {
+        c.insert("unique_id".into(), json!(format!("{node_id}_{object}")));
+        let availability = availability(available_if);
+        if !availability.is_empty() {
+            c.insert("availability".into(), Value::Array(availability));
+            c.insert("availability_mode".into(), json!("all"));
+        }
+        c.insert("device".into(), Value::Object(dev.clone()));
+        (
+            format!("{prefix}/{component}/{node_id}/{object}/config"),
+            Value::Object(c),
+        )
+    };
+    let sensors = entities(device, &setup.timestamp_field)
         .into_iter()
         .map(|e| {
             let mut c = Map::new();
             c.insert("name".into(), json!(e.name));
-            c.insert("unique_id".into(), json!(format!("{node_id}_{}", e.object)));
             c.insert("state_topic".into(), json!(setup.state_topic));
             c.insert("value_template".into(), json!(e.template));
-            let mut availability: Vec<Value> = setup
-                .availability
-                .iter()
-                .map(|topic| {
-                    json!({
-                        "topic": topic,
-                        "payload_available": "connected",
-                        "payload_not_available": "disconnected",
-                    })
-                })
-                .collect();
-            if let Some(condition) = e.available_if {
-                availability.push(json!({
-                    "topic": setup.state_topic,
-                    "value_template": format!("{{{{ 'online' if {condition} else 'offline' }}}}"),
-                    "payload_available": "online",
-                    "payload_not_available": "offline",
-                }));
-            }
-            if !availability.is_empty() {
-                c.insert("availability".into(), Value::Array(availability));
-                c.insert("availability_mode".into(), json!("all"));
-            }
             if let Value::Object(extra) = e.extra {
                 c.extend(extra);
             }
-            c.insert("device".into(), Value::Object(dev.clone()));
-            (
-                format!("{prefix}/{}/{node_id}/{}/config", e.component, e.object),
-                Value::Object(c),
-            )
-        })
-        .collect()
+            finish(e.component, &e.object, c, e.available_if)
+        });
+    // A press publishes an empty request (no id: every press is a new one).
+    let buttons = setup.buttons.iter().map(|(command, topic)| {
+        let mut c = Map::new();
+        c.insert("name".into(), json!(button_name(command)));
+        c.insert("command_topic".into(), json!(topic));
+        c.insert("payload_press".into(), json!("{}"));
+        c.insert("qos".into(), json!(1));
+        c.insert("icon".into(), json!(button_icon(command)));
+        finish("button", command, c, None)
+    });
+    sensors.chain(buttons).collect()
+}
+
+/// `pause` -> `Pause`, `connect` -> `Connect printer`.
+fn button_name(command: &str) -> String {
+    match command {
+        "connect" => "Connect printer".into(),
+        "disconnect" => "Disconnect printer".into(),
+        "cancel" => "Cancel print".into(),
+        "pause" => "Pause print".into(),
+        "resume" => "Resume print".into(),
+        other => other.into(),
+    }
+}
+
+fn button_icon(command: &str) -> &'static str {
+    match command {
+        "connect" => "mdi:lan-connect",
+        "disconnect" => "mdi:lan-disconnect",
+        "pause" => "mdi:pause",
+        "resume" => "mdi:play",
+        _ => "mdi:stop",
+    }
 }
 
 #[cfg(test)]
@@ -461,6 +503,7 @@ mod tests {
             availability: Some("octoprint/mqtt".into()),
             state_topic: "octoprint/state".into(),
             timestamp_field: "_timestamp".into(),
+            buttons: Vec::new(),
         }
     }
 
@@ -559,6 +602,34 @@ mod tests {
         assert_eq!(gone.len(), 8);
         assert!(d.configure(setup(true)).is_empty());
         assert_eq!(d.report().off, Some(Off::Uninstalling));
+    }
+
+    #[test]
+    fn allowed_job_commands_get_buttons_and_lose_them_when_disallowed() {
+        let d = Discovery::default();
+        d.identify(device(&[]), "octoprint-1".into(), None, Vec::new());
+        let mut s = setup(true);
+        s.buttons = vec![("pause", "octoprint/control/pause".into())];
+        let out = d.configure(s.clone());
+        let button = out
+            .iter()
+            .find(|m| m.topic == "homeassistant/button/octoprint-1/pause/config")
+            .expect("a pause button");
+        let c: Value = serde_json::from_slice(&button.payload).unwrap();
+        assert_eq!(c["command_topic"], "octoprint/control/pause");
+        assert_eq!(c["payload_press"], "{}");
+        assert_eq!(c["unique_id"], "octoprint-1_pause");
+        assert_eq!(c["availability"][0]["topic"], "octoprint/mqtt");
+        assert!(c.get("state_topic").is_none());
+        s.buttons.clear();
+        let out = d.configure(s);
+        assert_eq!(
+            topics(&out),
+            [(
+                "homeassistant/button/octoprint-1/pause/config".to_string(),
+                true
+            )]
+        );
     }
 
     #[test]

@@ -5,11 +5,13 @@
 mod logging;
 mod announce;
 mod config;
+mod control;
 mod delivery;
 mod discovery;
 mod dispatch;
 mod error;
 mod events;
+mod executor;
 mod failure;
 mod glob;
 mod lenient;
@@ -81,6 +83,7 @@ struct Core {
     /// Shared with the core's thread, which repeats them after Home Assistant's birth.
     discovery: Arc<discovery::Discovery>,
     progress: Arc<announce::Memo>,
+    control_handler: executor::Handler,
     subscriptions: subscriptions::Subscriptions,
     /// The settings warnings of the last `configure`: OctoPrint configures again at startup
     /// and on every save, and a value already reported is not reported again.
@@ -154,12 +157,14 @@ impl Core {
         let printer = Arc::new(printer::Printer::new(publishing.clone(), unix_now));
         let discovery = Arc::new(discovery::Discovery::default());
         let progress = Arc::new(announce::Memo::default());
+        let control_handler = executor::Handler::default();
         let peers = runner::Peers {
             dispatch: inbox,
             subscriptions: registry.clone(),
             printer: printer.clone(),
             discovery: discovery.clone(),
             progress: progress.clone(),
+            control_handler: control_handler.clone(),
         };
         let handle =
             Handle::spawn(defaults.publish.offline_queue_size, peers).map_err(thread_error)?;
@@ -172,6 +177,7 @@ impl Core {
             printer,
             discovery,
             progress,
+            control_handler,
             warned: Mutex::new(Vec::new()),
         })
     }
@@ -212,6 +218,7 @@ impl Core {
         self.deliver(moved)?;
         self.send_discovery(self.discovery.configure(settings.discovery()))?;
         self.handle.control(Command::Birth(settings.birth_topic()));
+        self.handle.control(Command::Control(settings.control()));
         if !connect {
             return Ok(());
         }
@@ -358,6 +365,31 @@ impl Core {
         d.set_item("other_plugin", other)?;
         d.set_item("topics", r.topics)?;
         Ok(d)
+    }
+
+    /// Remote control's handler: `handler(command, args) -> (ok, result_or_reason)`, called
+    /// on a thread of its own for each accepted request, one at a time (docs/behaviour.md
+    /// §5.11 gives each command's `args`). None removes it.
+    fn set_control_handler(&self, handler: Option<&Bound<'_, PyAny>>) -> PyResult<()> {
+        let new = match handler {
+            None => None,
+            Some(h) if h.is_callable() => Some(h.clone().unbind()),
+            Some(_) => {
+                return Err(
+                    Error::ArgumentType("the control handler must be callable".into()).into(),
+                )
+            }
+        };
+        let old = std::mem::replace(
+            &mut *self
+                .control_handler
+                .lock()
+                .unwrap_or_else(|p| p.into_inner()),
+            new,
+        );
+        // Dropped after the lock is released: a Python `__del__` may run.
+        drop(old);
+        Ok(())
     }
 
     /// File metadata on `<base><metadataTopic>` for each key of `publish.metadataKeys`; with

@@ -97,27 +97,33 @@ impl Client {
             Client::V4(c) => c
                 .try_publish(m.topic.as_str(), qos4(m.qos), m.retain, m.payload.clone())
                 .is_ok(),
-            Client::V5(c) => match m.expiry {
-                None => c.try_publish(m.topic.as_str(), qos5(m.qos), m.retain, m.payload.clone()),
-                Some(seconds) => c.try_publish_with_properties(
-                    m.topic.as_str(),
-                    qos5(m.qos),
-                    m.retain,
-                    m.payload.clone(),
-                    v5::mqttbytes::v5::PublishProperties {
-                        message_expiry_interval: Some(seconds),
+            Client::V5(c) => {
+                let (topic, qos, payload) = (m.topic.as_str(), qos5(m.qos), m.payload.clone());
+                if m.expiry.is_none() && m.correlation.is_none() {
+                    c.try_publish(topic, qos, m.retain, payload)
+                } else {
+                    let properties = v5::mqttbytes::v5::PublishProperties {
+                        message_expiry_interval: m.expiry,
+                        correlation_data: m.correlation.clone(),
                         ..Default::default()
-                    },
-                ),
+                    };
+                    c.try_publish_with_properties(topic, qos, m.retain, payload, properties)
+                }
+                .is_ok()
             }
-            .is_ok(),
         }
     }
 
-    pub fn try_subscribe(&self, filter: &str, qos: Qos) -> bool {
+    /// `keep_retain`: with MQTT 5, the broker keeps the retain flag of messages published
+    /// while subscribed (Retain As Published); 3.1.1 brokers always clear it on those.
+    pub fn try_subscribe(&self, filter: &str, qos: Qos, keep_retain: bool) -> bool {
         match self {
             Client::V4(c) => c.try_subscribe(filter, qos4(qos)).is_ok(),
-            Client::V5(c) => c.try_subscribe(filter, qos5(qos)).is_ok(),
+            Client::V5(c) => {
+                let mut f = v5::mqttbytes::v5::Filter::new(filter, qos5(qos));
+                f.preserve_retain = keep_retain;
+                c.try_subscribe_many([f]).is_ok()
+            }
         }
     }
 
@@ -309,13 +315,15 @@ trait Link {
     fn reset(&mut self);
 }
 
-fn received(topic: String, payload: &[u8], qos: u8, retain: bool) -> Option<NetEvent> {
-    Some(NetEvent::Message(Incoming {
+fn received(topic: String, payload: &[u8], qos: u8, retain: bool) -> Incoming {
+    Incoming {
         topic,
         payload: payload.to_vec(),
         qos,
         retain,
-    }))
+        response_topic: None,
+        correlation: None,
+    }
 }
 
 /// `granted`: every filter of the SUBSCRIBE was accepted.
@@ -359,7 +367,12 @@ impl Link for V4 {
         };
         Ok(Polled::Incoming(match packet {
             Packet::ConnAck(_) => Some(NetEvent::Connected { max_packet: None }),
-            Packet::Publish(p) => received(p.topic, &p.payload, p.qos as u8, p.retain),
+            Packet::Publish(p) => Some(NetEvent::Message(received(
+                p.topic,
+                &p.payload,
+                p.qos as u8,
+                p.retain,
+            ))),
             Packet::PubAck(a) => Some(NetEvent::Acked(a.pkid)),
             Packet::PubComp(a) => Some(NetEvent::Acked(a.pkid)),
             Packet::SubAck(a) => {
@@ -416,7 +429,12 @@ impl Link for V5 {
             }
             Packet::Publish(p) => {
                 let topic = String::from_utf8_lossy(&p.topic).into_owned();
-                received(topic, &p.payload, p.qos as u8, p.retain)
+                let mut m = received(topic, &p.payload, p.qos as u8, p.retain);
+                if let Some(props) = p.properties {
+                    m.response_topic = props.response_topic;
+                    m.correlation = props.correlation_data;
+                }
+                Some(NetEvent::Message(m))
             }
             Packet::PubAck(a) => Some(NetEvent::Acked(a.pkid)),
             Packet::PubComp(a) => Some(NetEvent::Acked(a.pkid)),

@@ -35,6 +35,8 @@ pub struct Message {
     pub queue_offline: bool,
     /// MQTT 5's message expiry interval in seconds (ignored with 3.1.1).
     pub expiry: Option<u32>,
+    /// MQTT 5's correlation data, copied from the request an answer is for (ignored with 3.1.1).
+    pub correlation: Option<bytes::Bytes>,
 }
 
 /// A message the broker delivered to one of our subscriptions.
@@ -44,6 +46,9 @@ pub struct Incoming {
     pub payload: Vec<u8>,
     pub qos: u8,
     pub retain: bool,
+    /// MQTT 5's response topic and correlation data (remote control answers there).
+    pub response_topic: Option<String>,
+    pub correlation: Option<bytes::Bytes>,
 }
 
 /// The largest message the core sends: topic plus payload. The packet adds at most
@@ -66,8 +71,10 @@ impl Message {
     /// Its PUBLISH packet's size, as MQTT 5 counts it (one byte more than 3.1.1, so a limit
     /// checked with it holds for both).
     pub fn packet_size(&self) -> usize {
-        // The expiry property: its identifier and four bytes.
-        let properties = if self.expiry.is_some() { 5 } else { 0 };
+        // The expiry property: its identifier and four bytes; correlation data: identifier,
+        // two bytes of length, the data.
+        let properties = if self.expiry.is_some() { 5 } else { 0 }
+            + self.correlation.as_ref().map_or(0, |c| 3 + c.len());
         packet_size(self.topic.len(), self.payload.len() + properties, self.qos)
     }
 }

@@ -23,6 +23,7 @@ fn own(cfg: &PublishConfig, topic: String, payload: Vec<u8>, retain: bool) -> Me
         retain,
         queue_offline: cfg.queue_events_offline,
         expiry: None,
+        correlation: None,
     }
 }
 
@@ -214,6 +215,7 @@ pub fn helper(cfg: &PublishConfig, call: HelperCall<'_, '_>) -> Result<Message> 
         retain,
         queue_offline,
         expiry: None,
+        correlation: None,
     })
 }
 

@@ -447,6 +447,17 @@ impl Printer {
         out
     }
 
+    /// The state as the state topic carries it, now (remote control's `status`); None before
+    /// OctoPrint reported any.
+    pub fn status(&self) -> Option<Value> {
+        let inner = self.lock();
+        inner.snapshot.state.as_ref()?;
+        let body = inner
+            .snapshot
+            .encode(&inner.cfg.timestamp_field, (inner.now_unix)());
+        serde_json::from_slice(&body).ok()
+    }
+
     /// What fell due by `now`; `online` is false while disconnected (a waiting state update is
     /// then dropped: the state goes out at the next connect anyway).
     pub fn due(&self, online: bool, now: Instant) -> Out {
@@ -539,6 +550,7 @@ impl Inner {
             // Sent again at every connect: a queued one would only be older.
             queue_offline: false,
             expiry: self.cfg.state_expiry,
+            correlation: None,
         });
     }
 }

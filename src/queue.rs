@@ -117,6 +117,7 @@ mod tests {
             retain: i % 3 == 0,
             queue_offline: true,
             expiry: None,
+            correlation: None,
         }
     }
 

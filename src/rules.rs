@@ -7,7 +7,7 @@
 use serde::Serialize;
 use serde_json::Value;
 
-use crate::{config, discovery, glob, lenient, topic};
+use crate::{config, control, discovery, glob, lenient, topic};
 
 /// `broker.port`: port 0 is "any port" to a listener, never one a client can reach.
 pub const PORT: (i64, i64) = (1, 65_535);
@@ -52,6 +52,11 @@ pub enum Check {
     Prefix,
     /// `homeassistant.nodeId`: nothing (the generated id), or letters, digits, `_` and `-`.
     NodeId,
+    /// `control.topic` under the base topic: `{command}` once, filling a whole level
+    /// (control.rs `request_topic_problem`).
+    RequestTopic { max_bytes: usize },
+    /// `control.responseTopic` under the base topic: not empty, no wildcards.
+    ResponseTopic { max_bytes: usize },
     /// Event names or shell-style patterns (`glob.rs`): a list of text, or one text of
     /// comma-separated ones, as the settings parse reads it.
     Patterns,
@@ -153,6 +158,18 @@ pub const RULES: &[Rule] = &[
         path: ["homeassistant", "nodeId"],
         check: Check::NodeId,
     },
+    Rule {
+        path: ["control", "topic"],
+        check: Check::RequestTopic {
+            max_bytes: topic::MAX_TOPIC_BYTES,
+        },
+    },
+    Rule {
+        path: ["control", "responseTopic"],
+        check: Check::ResponseTopic {
+            max_bytes: topic::MAX_TOPIC_BYTES,
+        },
+    },
 ];
 
 /// The rules as the page reads them (`[{path, kind, min, max, ...}]`).
@@ -246,7 +263,11 @@ fn check_value(check: &Check, v: &Value) -> Option<String> {
             Value::String(s) if s.trim().is_empty() || discovery::valid_node_id(s.trim()) => None,
             _ => Some(config::NODE_ID_RULE.to_string()),
         },
-        Check::BaseTopic { .. } | Check::Template { .. } => None,
+        // Judged with the base topic, in `problems`.
+        Check::BaseTopic { .. }
+        | Check::Template { .. }
+        | Check::RequestTopic { .. }
+        | Check::ResponseTopic { .. } => None,
     }
 }
 
@@ -293,6 +314,30 @@ pub fn problems(changes: &Value, merged: &Value) -> Vec<(Vec<String>, String)> {
         if let Err(e) = topic::validate_topic(&format!("{base}{rendered}")) {
             let culprit = if own { key } else { "baseTopic" };
             let path = vec!["publish".to_string(), culprit.to_string()];
+            if !found.iter().any(|(p, _)| *p == path) {
+                found.push((path, e.to_string()));
+            }
+        }
+    }
+    type Problem = fn(&str, &str) -> crate::error::Result<()>;
+    let control_topics: [(&str, Problem); 2] = [
+        ("topic", control::request_topic_problem),
+        ("responseTopic", control::response_topic_problem),
+    ];
+    for (key, problem) in control_topics {
+        let own = changed("control", key);
+        if own.is_none() && !base_changed {
+            continue;
+        }
+        let value = own.or_else(|| merged.get("control").and_then(|c| c.get(key)));
+        let Some(value) = value.and_then(topic_text) else {
+            continue;
+        };
+        if let Err(e) = problem(&base, value.trim()) {
+            let path = match own {
+                Some(_) => vec!["control".to_string(), key.to_string()],
+                None => vec!["publish".to_string(), "baseTopic".to_string()],
+            };
             if !found.iter().any(|(p, _)| *p == path) {
                 found.push((path, e.to_string()));
             }
@@ -431,5 +476,32 @@ mod tests {
                 "{key} {bad}"
             );
         }
+    }
+
+    #[test]
+    fn control_topics() {
+        for (key, good, bad) in [
+            ("topic", json!("control/{command}"), json!("control")),
+            ("topic", json!("{command}/do"), json!("c/x{command}")),
+            ("topic", json!(" cmd/{command} "), json!("c/+/{command}")),
+            ("responseTopic", json!("control/response"), json!("")),
+            ("responseTopic", json!("answers"), json!("a/#")),
+        ] {
+            assert!(
+                paths(json!({"control": {key: good}})).is_empty(),
+                "{key} {good}"
+            );
+            assert_eq!(
+                paths(json!({"control": {key: bad}})),
+                [format!("control.{key}")],
+                "{key} {bad}"
+            );
+        }
+        // A base topic that breaks them is the culprit.
+        let found = problems(
+            &json!({"publish": {"baseTopic": "a/#/"}}),
+            &json!({"control": {"topic": "c/{command}", "responseTopic": "r"}}),
+        );
+        assert!(found.iter().all(|(p, _)| p == &["publish", "baseTopic"]));
     }
 }

@@ -13,9 +13,11 @@ use tokio::time::{timeout_at, Instant};
 
 use crate::announce::{Birth, Memo};
 use crate::config::{ConnectionConfig, Protocol, StatusTopic};
+use crate::control::{Control, Outcome, Setup as ControlSetup, Taken};
 use crate::delivery::{Delivery, Written};
 use crate::discovery::Discovery;
 use crate::dispatch::{Inbox, SharedRegistry};
+use crate::executor::{self, Executor};
 use crate::failure::Loss;
 use crate::link::{self, NetEvent, Session};
 use crate::message::{Incoming, Message, Qos};
@@ -62,6 +64,13 @@ pub enum Command {
     Wake(std::time::Instant),
     /// Home Assistant's birth topic to watch (`homeassistant.birthTopic`), if any.
     Birth(Option<String>),
+    /// Remote control's settings, while it is on.
+    Control(Option<ControlSetup>),
+    /// A remote control command ended (from the commands' thread).
+    Done {
+        seq: u64,
+        outcome: Outcome,
+    },
 }
 
 /// What the core's thread shares with the rest of the core.
@@ -75,6 +84,8 @@ pub struct Peers {
     /// What answers Home Assistant's birth message besides the state (announce.rs).
     pub discovery: Arc<Discovery>,
     pub progress: Arc<Memo>,
+    /// The plugin's handler for remote control commands.
+    pub control_handler: executor::Handler,
 }
 
 pub struct Handle {
@@ -96,6 +107,11 @@ impl Handle {
         let (shutdown, shutdown_rx) = watch::channel(false);
         let shared = Arc::new(Shared::default());
         let (done_tx, done_rx) = std_mpsc::channel();
+        let executor = executor::spawn(
+            peers.control_handler.clone(),
+            peers.printer.clone(),
+            control.clone(),
+        )?;
         let runner = Runner::new(
             rx,
             control_rx,
@@ -103,6 +119,7 @@ impl Handle {
             shared.clone(),
             queue_capacity,
             peers,
+            executor,
         );
         let thread = std::thread::Builder::new()
             .name("mqtt-core".into())
@@ -247,6 +264,9 @@ struct Runner {
     birth_refusal_told: bool,
     discovery: Arc<Discovery>,
     progress: Arc<Memo>,
+    /// Remote control: its requests are checked here and run on the executor's thread.
+    remote: Control,
+    executor: Executor,
 }
 
 impl Runner {
@@ -257,6 +277,7 @@ impl Runner {
         shared: Arc<Shared>,
         queue_capacity: usize,
         peers: Peers,
+        executor: Executor,
     ) -> Self {
         let Peers {
             dispatch,
@@ -264,6 +285,7 @@ impl Runner {
             printer,
             discovery,
             progress,
+            control_handler: _,
         } = peers;
         Runner {
             commands,
@@ -295,6 +317,8 @@ impl Runner {
             birth_refusal_told: false,
             discovery,
             progress,
+            remote: Control::default(),
+            executor,
         }
     }
 
@@ -351,8 +375,13 @@ impl Runner {
             Command::Subscribe { filter, qos } => self.subscribe(&filter, qos),
             Command::Wake(at) => self.wake_at(at),
             Command::Birth(topic) => self.watch_birth(topic),
-            // The birth topic stays subscribed when the last plugin using it lets it go.
-            Command::Unsubscribe { filter } if self.birth.topic() == Some(filter.as_str()) => {}
+            Command::Control(setup) => self.watch_control(setup),
+            Command::Done { seq, outcome } => {
+                let answers = self.remote.finish(seq, outcome);
+                self.answer(answers);
+            }
+            // Our own filters stay subscribed when the last plugin using them lets them go.
+            Command::Unsubscribe { filter } if self.own_qos(&filter).is_some() => {}
             Command::Unsubscribe { filter } => self.command_unsubscribe(filter),
         }
     }
@@ -366,8 +395,10 @@ impl Runner {
         }
     }
 
-    /// Sends a SUBSCRIBE when connected; otherwise the next connect does.
+    /// Sends a SUBSCRIBE when connected; otherwise the next connect does. Never lower than
+    /// the core's own use of the filter asks for.
     fn subscribe(&mut self, filter: &str, qos: Qos) {
+        let qos = self.own_qos(filter).map_or(qos, |own| own.max(qos));
         if let (true, Some(s)) = (self.connected, &self.session) {
             // Already subscribed so on this connection: a filter registered just as it came up
             // is in what the connect subscribed, and its own command follows. A second
@@ -379,7 +410,9 @@ impl Runner {
             {
                 return;
             }
-            if s.client.try_subscribe(filter, qos) {
+            // Remote control tells retained requests from live ones by the flag.
+            let keep_retain = self.remote.filter() == Some(filter);
+            if s.client.try_subscribe(filter, qos, keep_retain) {
                 self.subscribing.push_back(filter.to_owned());
                 self.subscribed.retain(|(f, _)| f != filter);
                 self.subscribed.push((filter.to_owned(), qos));
@@ -389,28 +422,97 @@ impl Runner {
         }
     }
 
-    /// Watches another birth topic (or none): the old one is unsubscribed unless a plugin's
-    /// subscription uses it.
+    /// The filters the core watches itself, beside the plugins' subscriptions: Home
+    /// Assistant's birth topic (QoS 0) and remote control's requests (QoS 1: a request is
+    /// delivered again after a reconnect rather than lost).
+    fn own_filters(&self) -> Vec<(String, Qos)> {
+        let birth = self.birth.topic().map(|t| (t.to_owned(), Qos::AtMostOnce));
+        let control = self
+            .remote
+            .filter()
+            .map(|f| (f.to_owned(), Qos::AtLeastOnce));
+        birth.into_iter().chain(control).collect()
+    }
+
+    fn own_qos(&self, filter: &str) -> Option<Qos> {
+        self.own_filters()
+            .into_iter()
+            .filter(|(f, _)| f == filter)
+            .map(|(_, q)| q)
+            .max()
+    }
+
+    /// Subscribes one of our filters unless this connection has it at that QoS already (a
+    /// plugin may have subscribed it, perhaps higher).
+    fn watch(&mut self, filter: &str, qos: Qos) {
+        if !self
+            .subscribed
+            .iter()
+            .any(|(f, q)| f == filter && *q >= qos)
+        {
+            self.subscribe(filter, qos);
+        }
+    }
+
+    /// One of our filters is no longer ours: unsubscribed, unless a plugin's subscription
+    /// uses it (then kept at the QoS the plugins ask for).
+    fn unwatch(&mut self, filter: String) {
+        if self.own_qos(&filter).is_some() {
+            return;
+        }
+        let plugins = self
+            .subscriptions
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .broker_filters()
+            .into_iter()
+            .find(|(f, _)| *f == filter)
+            .map(|(_, q)| q);
+        match plugins {
+            Some(qos) => self.subscribe(&filter, qos),
+            None => self.command_unsubscribe(filter),
+        }
+    }
+
+    /// Watches another birth topic (or none).
     fn watch_birth(&mut self, topic: Option<String>) {
         let Some(old) = self.birth.set_topic(topic.clone()) else {
             return;
         };
         if let Some(old) = old {
-            let in_use = self
-                .subscriptions
-                .lock()
-                .unwrap_or_else(|p| p.into_inner())
-                .broker_filters()
-                .iter()
-                .any(|(f, _)| *f == old);
-            if !in_use {
-                self.command_unsubscribe(old);
+            self.unwatch(old);
+        }
+        if let Some(topic) = topic {
+            self.watch(&topic, Qos::AtMostOnce);
+        }
+    }
+
+    /// Remote control's new settings: its request filter is watched while it is on.
+    fn watch_control(&mut self, setup: Option<ControlSetup>) {
+        let (old, new) = self.remote.configure(setup);
+        if let Some(old) = old {
+            self.unwatch(old);
+        }
+        if let Some(new) = new {
+            self.watch(&new, Qos::AtLeastOnce);
+        }
+    }
+
+    /// Remote control's answers: sent, or kept for the connection (they are QoS 1).
+    fn answer(&mut self, answers: Vec<crate::message::Message>) {
+        for m in answers {
+            if self.shared.admits(&m) {
+                self.accept(m);
             }
         }
-        // A plugin may have it subscribed already, perhaps at a higher QoS than ours.
-        if let Some(topic) = topic.filter(|t| !self.subscribed.iter().any(|(f, _)| f == t)) {
-            self.subscribe(&topic, Qos::AtMostOnce);
-        }
+    }
+
+    /// `connected` on the status topic, when there is one.
+    fn hello(&self) -> Option<Message> {
+        self.conn
+            .as_ref()
+            .and_then(|c| c.status.as_ref())
+            .map(|st| status_message(st, "connected"))
     }
 
     /// Home Assistant is back: what its entities read is published again (at most once per
@@ -421,13 +523,7 @@ impl Runner {
             debug!("Home Assistant's birth message again within 5 s: already answered");
             return;
         }
-        let mut messages: Vec<Message> = self
-            .conn
-            .as_ref()
-            .and_then(|c| c.status.as_ref())
-            .map(|st| status_message(st, "connected"))
-            .into_iter()
-            .collect();
+        let mut messages: Vec<Message> = self.hello().into_iter().collect();
         let configs = self.discovery.current();
         let n_configs = configs.len();
         messages.extend(configs);
@@ -571,7 +667,9 @@ impl Runner {
             Some(NetEvent::SubAck { pkid, granted }) => {
                 if let Some(i) = self.awaiting_suback.iter().position(|(p, _)| *p == pkid) {
                     let (_, filter) = self.awaiting_suback.swap_remove(i);
-                    if !granted && self.birth.topic() == Some(filter.as_str()) {
+                    if !granted && self.remote.filter() == Some(filter.as_str()) {
+                        warn!("The MQTT broker refused the subscription to remote control's requests {filter:?} (not authorised by its ACL?): no command reaches OctoPrint; allow this client to subscribe to it (docs/control.md)");
+                    } else if !granted && self.birth.topic() == Some(filter.as_str()) {
                         // Watched for every user, Home Assistant or not: said once.
                         if !std::mem::replace(&mut self.birth_refusal_told, true) {
                             warn!("The MQTT broker refused the subscription to Home Assistant's birth topic {filter:?} (not authorised by its ACL?): entities are not refreshed when Home Assistant restarts; allow it, or empty homeassistant.birthTopic. Not logged again");
@@ -701,6 +799,20 @@ impl Runner {
         if self.birth.is_birth(&m) {
             self.on_birth();
         }
+        match self.remote.take(&m) {
+            Taken::NotOurs | Taken::Ignored => {}
+            Taken::Answer(answers) => self.answer(answers),
+            Taken::Run(job) => {
+                if let Err(job) = self.executor.try_run(job) {
+                    let busy = Outcome::Refused(format!(
+                        "busy: {} commands are waiting; try again later",
+                        executor::CAPACITY
+                    ));
+                    let answers = self.remote.finish(job.seq, busy);
+                    self.answer(answers);
+                }
+            }
+        }
         match self.dispatch.try_send(m) {
             Ok(()) => self.dispatch_overflow_logged = false,
             Err(m) => {
@@ -742,10 +854,7 @@ impl Runner {
         self.delivery.end_overflow();
         self.shared
             .set(State::Connected, Some(conn.address()), None);
-        let hello = conn
-            .status
-            .as_ref()
-            .map(|st| status_message(st, "connected"));
+        let hello = self.hello();
         self.apply_queue_bound();
         // Subscriptions first: the broker handles packets in order, so a callback watching the
         // status topic sees the `connected` that follows.
@@ -760,10 +869,8 @@ impl Runner {
         for (filter, qos) in filters {
             self.subscribe(&filter, qos);
         }
-        if let Some(birth) = self.birth.topic().map(str::to_owned) {
-            if !self.subscribed.iter().any(|(f, _)| *f == birth) {
-                self.subscribe(&birth, Qos::AtMostOnce);
-            }
+        for (filter, qos) in self.own_filters() {
+            self.watch(&filter, qos);
         }
         // Then the printer's state (not kept while offline: this one is the current one), and
         // the discovery configs in force (this may be another broker than the last one).
@@ -1070,6 +1177,7 @@ fn status_message(st: &StatusTopic, text: &str) -> Message {
         retain: st.retain,
         queue_offline: true,
         expiry: None,
+        correlation: None,
     }
 }
 

@@ -4,6 +4,8 @@ table as written."""
 
 from __future__ import annotations
 
+from support.control import ALL_COMMANDS as CONTROL_COMMANDS
+
 from octoprint_mqtt.plugin import settings_defaults
 
 EVENT_CLASSES = (
@@ -58,6 +60,10 @@ ADDED = {
     "homeassistant.discovery": False,
     "homeassistant.prefix": "homeassistant",
     "homeassistant.nodeId": None,
+    "control.active": False,
+    "control.topic": "control/{command}",
+    "control.responseTopic": "control/response",
+    **{f"control.commands.{c}": False for c in CONTROL_COMMANDS},
 }
 
 

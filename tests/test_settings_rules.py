@@ -59,6 +59,14 @@ TABLE = [
     *[(HA("prefix"), v, False) for v in ("", " ", "ha/#", "+")],
     *[(HA("nodeId"), v, True) for v in (None, "", "octoprint-1a2b", "Printer_2")],
     *[(HA("nodeId"), v, False) for v in ("my printer", "a/b", "é", 5, "x" * 65)],
+    *[
+        (("control", "topic"), v, True)
+        for v in ("control/{command}", " {command} ", "a/{command}/b")
+    ],
+    *[(("control", "topic"), v, False) for v in ("control", "c/x{command}", "c/+/{command}", "")],
+    *[(("control", "topic"), v, False) for v in ("{command}/{command}", "c/#/{command}")],
+    *[(("control", "responseTopic"), v, True) for v in ("control/response", " r ")],
+    *[(("control", "responseTopic"), v, False) for v in ("", "r/#", "r/+/x", "x\0")],
     # Rust's trim and whitespace are Unicode's White_Space: U+0085 is trimmed (JavaScript's
     # trim keeps it), U+FEFF is not (JavaScript's trims it); ranges compare code points.
     *[(EXCLUDE, v, True) for v in ([], None, ["ZChange"], ["Position*", "plugin_*", "?"])],

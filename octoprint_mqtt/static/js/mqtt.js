@@ -251,6 +251,21 @@ $(function () {
                 if (!prefix.length) return gettext("the discovery prefix cannot be empty");
                 var config = prefix + "/sensor/node/object/config";
                 return topicError(config, prefix, true, MAX_TOPIC_BYTES);
+            // control.rs request_topic_problem: {command} once, as a whole level.
+            case "request_topic":
+                var template = topicText(value);
+                if (template.split("{command}").length !== 2) {
+                    return gettext("the control topic must hold {command} exactly once");
+                }
+                if (!_.contains((text(base) + template).split("/"), "{command}")) {
+                    return gettext("{command} must fill a whole level of the topic (between slashes)");
+                }
+                var request = template.split("{command}").join("pause");
+                return topicError(text(base) + request, request, true, rule.max_bytes);
+            case "response_topic":
+                var response = topicText(value);
+                if (!response.length) return gettext("the response topic cannot be empty");
+                return topicError(text(base) + response, response, true, rule.max_bytes);
             case "node_id":
                 if (value === undefined || value === null) return "";
                 if (typeof value === "string") {

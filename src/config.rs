@@ -718,30 +718,31 @@ impl Control {
             return warnings;
         }
         let defaults = Control::default();
-        self.topic = self.topic.trim().to_string();
-        self.response_topic = self.response_topic.trim().to_string();
-        let problems = [
-            ("topic", control::request_topic_problem(base, &self.topic)),
+        type Problem = fn(&str, &str) -> crate::error::Result<()>;
+        let topics: [(&str, &mut String, String, Problem); 2] = [
+            (
+                "topic",
+                &mut self.topic,
+                defaults.topic,
+                control::request_topic_problem,
+            ),
             (
                 "responseTopic",
-                control::response_topic_problem(base, &self.response_topic),
+                &mut self.response_topic,
+                defaults.response_topic,
+                control::response_topic_problem,
             ),
         ];
-        for (key, problem) in problems {
-            let Err(e) = problem else { continue };
-            let (value, fallback) = match key {
-                "topic" => (&mut self.topic, &defaults.topic),
-                _ => (&mut self.response_topic, &defaults.response_topic),
+        for (key, value, fallback, problem) in topics {
+            *value = value.trim().to_string();
+            let Err(e) = problem(base, value) else {
+                continue;
             };
-            let fallback_works = match key {
-                "topic" => control::request_topic_problem(base, fallback).is_ok(),
-                _ => control::response_topic_problem(base, fallback).is_ok(),
-            };
-            if fallback_works {
+            if problem(base, &fallback).is_ok() {
                 warnings.push(format!(
                     "plugins.mqtt.control.{key}: {e}; using {fallback:?}"
                 ));
-                *value = fallback.clone();
+                *value = fallback;
             } else {
                 warnings.push(format!(
                     "plugins.mqtt.control.{key}: {e}; remote control is off"
@@ -1076,6 +1077,35 @@ mod tests {
         assert_eq!(p.metadata_topic("a.b"), "octoprint/metadata/a.b");
         assert_eq!(p.metadata_keys, ["a.b", "c"]);
         assert_eq!(p.temperature_threshold, 0.5);
+    }
+
+    #[test]
+    fn control_topics_that_cannot_work_fall_back_or_turn_control_off() {
+        let (s, w) = parse_lenient(serde_json::json!({
+            "control": {"active": true, "topic": "control", "responseTopic": " r ",
+                        "commands": {"pause": "yes", "dance": true}},
+        }));
+        let c = s.control().expect("on");
+        assert_eq!(c.filter, "octoprint/control/+");
+        assert_eq!(c.response_topic, "octoprint/r");
+        assert_eq!(
+            c.buttons(),
+            [("pause", "octoprint/control/pause".to_string())]
+        );
+        assert_eq!(w.len(), 1, "{w:?}");
+        assert!(w[0].starts_with("plugins.mqtt.control.topic: "), "{w:?}");
+        // Off: not checked, nothing said.
+        let (s, w) = parse_lenient(serde_json::json!({"control": {"topic": "x"}}));
+        assert!(s.control().is_none() && w.is_empty(), "{w:?}");
+        // A base topic no control topic can work under.
+        let (s, w) = parse_lenient(serde_json::json!({
+            "publish": {"baseTopic": "a/#/"}, "control": {"active": true},
+        }));
+        assert!(s.control().is_none());
+        assert!(
+            w.iter().any(|w| w.contains("remote control is off")),
+            "{w:?}"
+        );
     }
 
     #[test]

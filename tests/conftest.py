@@ -15,6 +15,7 @@ import pytest
 
 # tests/support/ is importable through setup.cfg's `pythonpath = tests`.
 from support import installed
+from support.browser_env import CHROMIUM, launch
 from support.mqtt_env import Broker, Subscriber, free_port, wait_for_port
 from support.tls_certs import (
     OPENSSL_MAX_TLS12,
@@ -170,6 +171,23 @@ def subscriber_factory():
     yield make
     for sub in subscribers:
         sub.close()
+
+
+@pytest.fixture(scope="module")
+def chromium():
+    """Debian's Chromium, headless, for one test file's browser tests (support/browser_env.py)."""
+    # Imported here: the tests that need no browser do not load Playwright.
+    from playwright.sync_api import sync_playwright
+
+    if not os.path.exists(CHROMIUM):
+        pytest.fail(
+            f"Debian's chromium is not installed at {CHROMIUM} (scripts/test.sh installs it)",
+            pytrace=False,
+        )
+    with sync_playwright() as playwright:
+        browser = launch(playwright)
+        yield browser
+        browser.close()
 
 
 @pytest.fixture

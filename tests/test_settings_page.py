@@ -7,15 +7,14 @@ tests/artifacts/.
 from __future__ import annotations
 
 import json
-import os
 import re
 import time
 
 import pytest
 import requests
-from playwright.sync_api import expect, sync_playwright
+from playwright.sync_api import expect
 from support import homeassistant as homeassistant_support
-from support.browser_env import CHROMIUM, OctoPrintUi, launch
+from support.browser_env import OctoPrintUi
 from support.mqtt_env import read_retained
 from support.octoprint_env import ADMIN_PASSWORD, ADMIN_USER
 
@@ -32,19 +31,6 @@ PUSH_TIMEOUT_MS = 10_000
 # Pixels of the page's top that show the navbar and the indicator's details below it.
 NAVBAR = 140
 NODE_ID_RULE = "1 to 64 letters, digits, '_' or '-'"
-
-
-@pytest.fixture(scope="module")
-def chromium():
-    if not os.path.exists(CHROMIUM):
-        pytest.fail(
-            f"Debian's chromium is not installed at {CHROMIUM} (scripts/test.sh installs it)",
-            pytrace=False,
-        )
-    with sync_playwright() as playwright:
-        browser = launch(playwright)
-        yield browser
-        browser.close()
 
 
 @pytest.mark.timeout(300)

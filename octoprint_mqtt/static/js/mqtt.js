@@ -83,6 +83,11 @@ $(function () {
         return t.replace(EDGE_SPACE, "");
     }
 
+    // The request topic template with a command's name in it (control.rs renders it so).
+    function withCommand(template, command) {
+        return template.split("{command}").join(command);
+    }
+
     // ~~ event name patterns: src/glob.rs and src/lenient.rs (`pattern_entries`) in
     // JavaScript, reason for reason, so that the page says what the server will say on save.
     // Rust's notions of whitespace and control characters are Unicode's White_Space and Cc,
@@ -258,9 +263,11 @@ $(function () {
                     return gettext("the control topic must hold {command} exactly once");
                 }
                 if (!_.contains((text(base) + template).split("/"), "{command}")) {
-                    return gettext("{command} must fill a whole level of the topic (between slashes)");
+                    return gettext(
+                        "{command} must fill a whole level of the control topic (between slashes)"
+                    );
                 }
-                var request = template.split("{command}").join("pause");
+                var request = withCommand(template, "pause");
                 return topicError(text(base) + request, request, true, rule.max_bytes);
             case "response_topic":
                 var response = topicText(value);
@@ -429,6 +436,22 @@ $(function () {
         self.discoveryOn = ko.pureComputed(function () {
             var ha = self.homeassistant();
             return !!ha && !ha.off;
+        });
+
+        // ~~ remote control
+
+        // The topics as the core builds them: the control topics trimmed, the base topic as
+        // it is (config.rs `Control::sanitize`).
+        self.controlRequestExample = ko.pureComputed(function () {
+            var cfg = self.cfg();
+            if (!cfg) return "";
+            var template = topicText(cfg.control.topic());
+            return text(cfg.publish.baseTopic()) + withCommand(template, "pause");
+        });
+        self.controlResponseExample = ko.pureComputed(function () {
+            var cfg = self.cfg();
+            if (!cfg) return "";
+            return text(cfg.publish.baseTopic()) + topicText(cfg.control.responseTopic());
         });
 
         self.openSettings = function () {

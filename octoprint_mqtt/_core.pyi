@@ -56,6 +56,13 @@ class Core:
     def homeassistant_status(self) -> dict[str, Any]:
         """``{node_id, entities, off, other_plugin}``; ``off`` is None while discovery
         publishes, else ``setting``, ``no_state_topic``, ``other_plugin`` or ``uninstalling``."""
+    def identify(self, instance_id: str, host: str, version: str) -> None:
+        """This OctoPrint's stable instance id (identity.py): the client id while
+        ``client.client_id`` is unset becomes ``octoprint-mqtt-<id>``, and
+        ``<base>mqtt/instance`` announces ``{id, host, version, since}``."""
+    @property
+    def default_client_id(self) -> str:
+        """The client id used while ``client.client_id`` is unset."""
     def set_control_handler(
         self, handler: Optional[Callable[[str, dict[str, Any]], tuple[bool, Any]]]
     ) -> None:

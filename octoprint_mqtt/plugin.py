@@ -19,10 +19,11 @@ from octoprint import __version__ as OCTOPRINT_VERSION
 from octoprint.printer import PrinterCallback
 from octoprint.util import RepeatedTimer
 
-from . import api, control, validation
+from . import api, control, identity, validation
 
 # The only import of the native module.
 from ._core import Core, default_settings, progress_percent, setting_rules, validate_topic
+from ._core import __version__ as PLUGIN_VERSION
 from .status_push import StatusPusher
 
 PROGRESS_INTERVAL = 5.0
@@ -181,6 +182,7 @@ class MqttPlugin(
         )
         self._report(self._core.printer_data, data.get("job"), data.get("progress"))
         self._push_device()
+        self._identify()
         # Before the connection: requests may arrive as soon as it is up.
         self._core.set_control_handler(
             control.Commands(
@@ -212,6 +214,22 @@ class MqttPlugin(
         self._printer.register_callback(self)
         self._status_pusher = StatusPusher(self._core, self._push_status, logger=self._logger)
         self._status_pusher.start()
+
+    def _identify(self):
+        # A data folder it cannot read must not keep the plugin from connecting: the core
+        # keeps its random client id then.
+        try:
+            instance_id = identity.instance_id(
+                self.get_plugin_data_folder(),
+                self._settings.global_get_basefolder("base"),
+                self._logger,
+            )
+            self._core.identify(instance_id, self._host_name(), PLUGIN_VERSION)
+        except Exception:
+            self._logger.exception("Cannot make this OctoPrint's MQTT instance id")
+
+    def _host_name(self):
+        return str(self._settings.global_get(["appearance", "name"]) or socket.gethostname())
 
     def on_plugin_pending_uninstall(self):
         # Home Assistant would keep the device (its retained configs) forever otherwise.
@@ -336,7 +354,7 @@ class MqttPlugin(
         profile = self._printer_profile_manager.get_current_or_default() or {}
         # str(): a hand-edited config.yaml may hold numbers there.
         return {
-            "name": str(self._settings.global_get(["appearance", "name"]) or socket.gethostname()),
+            "name": self._host_name(),
             "manufacturer": "OctoPrint",
             "model": str(profile.get("model") or profile.get("name") or ""),
             "sw_version": OCTOPRINT_VERSION,

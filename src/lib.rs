@@ -14,6 +14,7 @@ mod events;
 mod executor;
 mod failure;
 mod glob;
+mod instance;
 mod lenient;
 mod link;
 mod message;
@@ -76,8 +77,11 @@ struct Core {
     handle: Handle,
     /// Read on the caller's thread for every event; replaced whole on each settings save.
     publishing: RwLock<Arc<PublishConfig>>,
-    /// Used while `client.client_id` is unset; the same for the core's whole life.
-    client_id: String,
+    /// Used while `client.client_id` is unset: random until the plugin gives this OctoPrint's
+    /// stable id (`identify`).
+    client_id: RwLock<String>,
+    /// What `<base>mqtt/instance` says of us (instance.rs), once identified.
+    card: Mutex<Option<instance::Card>>,
     /// Shared with the core's thread, which sends what falls due later.
     printer: Arc<printer::Printer>,
     /// Shared with the core's thread, which repeats them after Home Assistant's birth.
@@ -173,7 +177,8 @@ impl Core {
             callback_errors,
             handle,
             publishing: RwLock::new(publishing),
-            client_id: config::generate_client_id(),
+            client_id: RwLock::new(config::generate_client_id()),
+            card: Mutex::new(None),
             printer,
             discovery,
             progress,
@@ -219,11 +224,17 @@ impl Core {
         self.send_discovery(self.discovery.configure(settings.discovery()))?;
         self.handle.control(Command::Birth(settings.birth_topic()));
         self.handle.control(Command::Control(settings.control()));
+        self.handle.control(Command::Instance {
+            base: settings.publish.base_topic.clone(),
+            card: self.card.lock().unwrap_or_else(|p| p.into_inner()).clone(),
+        });
         if !connect {
             return Ok(());
         }
         self.handle.control(Command::Configure {
-            conn: Box::new(settings.connection(&self.client_id)),
+            conn: Box::new(
+                settings.connection(&self.client_id.read().unwrap_or_else(|p| p.into_inner())),
+            ),
             queue_capacity: settings.publish.offline_queue_size,
         });
         Ok(())
@@ -365,6 +376,41 @@ impl Core {
         d.set_item("other_plugin", other)?;
         d.set_item("topics", r.topics)?;
         Ok(d)
+    }
+
+    /// This OctoPrint's stable instance id (made once by the plugin, see identity.py), its
+    /// host name and the plugin's version: the client id while `client.client_id` is unset
+    /// becomes `octoprint-mqtt-<id>`, and `<base>mqtt/instance` announces us. Call before
+    /// `configure(..., connect=True)`.
+    fn identify(&self, instance_id: &str, host: &str, version: &str) -> PyResult<()> {
+        let client_id = format!("octoprint-mqtt-{instance_id}");
+        if instance_id.is_empty() || client_id.len() > 65_535 {
+            return Err(
+                Error::ArgumentValue("instance_id must be 1 to 65,520 bytes".into()).into(),
+            );
+        }
+        *self.client_id.write().unwrap_or_else(|p| p.into_inner()) = client_id;
+        let card = instance::Card {
+            id: instance_id.to_string(),
+            host: host.to_string(),
+            version: version.to_string(),
+            since: unix_now(),
+        };
+        *self.card.lock().unwrap_or_else(|p| p.into_inner()) = Some(card.clone());
+        self.handle.control(Command::Instance {
+            base: self.publishing().base_topic.clone(),
+            card: Some(card),
+        });
+        Ok(())
+    }
+
+    /// The client id used while `client.client_id` is unset.
+    #[getter]
+    fn default_client_id(&self) -> String {
+        self.client_id
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
     }
 
     /// Remote control's handler: `handler(command, args) -> (ok, result_or_reason)`, called
@@ -523,6 +569,7 @@ impl Core {
                 .unwrap_or_default(),
         )?;
         d.set_item("last_error", s.last_error)?;
+        d.set_item("other_instances", pythonize::pythonize(py, &s.others)?)?;
         d.set_item("version", s.version)?;
         use std::sync::atomic::Ordering::Relaxed;
         for (name, v) in [

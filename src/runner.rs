@@ -19,6 +19,7 @@ use crate::discovery::Discovery;
 use crate::dispatch::{Inbox, SharedRegistry};
 use crate::executor::{self, Executor};
 use crate::failure::Loss;
+use crate::instance::{Card, Instances, Seen};
 use crate::link::{self, NetEvent, Session};
 use crate::message::{Incoming, Message, Qos};
 use crate::printer::Printer;
@@ -70,6 +71,11 @@ pub enum Command {
     Done {
         seq: u64,
         outcome: Outcome,
+    },
+    /// Who we are, announced under this base topic (instance.rs); None until the plugin says.
+    Instance {
+        base: String,
+        card: Option<Card>,
     },
 }
 
@@ -267,6 +273,7 @@ struct Runner {
     /// Remote control: its requests are checked here and run on the executor's thread.
     remote: Control,
     executor: Executor,
+    instances: Instances,
 }
 
 impl Runner {
@@ -319,6 +326,7 @@ impl Runner {
             progress,
             remote: Control::default(),
             executor,
+            instances: Instances::default(),
         }
     }
 
@@ -376,6 +384,7 @@ impl Runner {
             Command::Wake(at) => self.wake_at(at),
             Command::Birth(topic) => self.watch_birth(topic),
             Command::Control(setup) => self.watch_control(setup),
+            Command::Instance { base, card } => self.watch_instances(&base, card),
             Command::Done { seq, outcome } => {
                 let answers = self.remote.finish(seq, outcome);
                 self.answer(answers);
@@ -431,7 +440,11 @@ impl Runner {
             .remote
             .filter()
             .map(|f| (f.to_owned(), Qos::AtLeastOnce));
-        birth.into_iter().chain(control).collect()
+        let instances = self
+            .instances
+            .topic()
+            .map(|t| (t.to_owned(), Qos::AtLeastOnce));
+        birth.into_iter().chain(control).chain(instances).collect()
     }
 
     fn own_qos(&self, filter: &str) -> Option<Qos> {
@@ -495,6 +508,26 @@ impl Runner {
         }
         if let Some(new) = new {
             self.watch(&new, Qos::AtLeastOnce);
+        }
+    }
+
+    /// Our card on `<base>mqtt/instance` (again, when it or the base topic changed).
+    fn watch_instances(&mut self, base: &str, card: Option<Card>) {
+        let old = self.instances.topic().map(str::to_owned);
+        let before = self.instances.card();
+        self.instances.set(base, card);
+        let new = self.instances.topic().map(str::to_owned);
+        if old != new {
+            if let Some(old) = old {
+                self.unwatch(old);
+            }
+            if let Some(new) = &new {
+                self.watch(new, Qos::AtLeastOnce);
+            }
+        }
+        let now = self.instances.card();
+        if self.connected && now != before {
+            self.answer(now.into_iter().collect());
         }
     }
 
@@ -799,6 +832,16 @@ impl Runner {
         if self.birth.is_birth(&m) {
             self.on_birth();
         }
+        if let Seen::Other(other) = self.instances.take(&m) {
+            warn!(
+                "Another OctoPrint publishes under the same base topic: {:?} (instance {}); both write the same topics and each overwrites the other's state. Give each printer a base topic of its own (Settings › MQTT › Use topics of their own for this printer)",
+                other.host, other.id
+            );
+            self.shared.add_other(other);
+            // Announced again, live, so that the other one learns of us too.
+            let card = self.instances.card();
+            self.answer(card.into_iter().collect());
+        }
         match self.remote.take(&m) {
             Taken::NotOurs | Taken::Ignored => {}
             Taken::Answer(answers) => self.answer(answers),
@@ -881,6 +924,9 @@ impl Runner {
         let configs = self.discovery.current();
         for m in configs.into_iter().rev().chain(state.messages) {
             self.delivery.push_front(m, true);
+        }
+        if let Some(card) = self.instances.card() {
+            self.delivery.push_front(card, true);
         }
         if let Some(hello) = hello {
             self.delivery.push_front(hello, true);

@@ -37,6 +37,8 @@ pub struct Snapshot {
     pub broker: Option<String>,
     pub since: SystemTime,
     pub last_error: Option<String>,
+    /// Other OctoPrints seen publishing under our base topic (instance.rs).
+    pub others: Vec<crate::instance::Other>,
     /// Bumped on every change of the fields above, so a watcher can wait for the next one.
     pub version: u64,
 }
@@ -98,6 +100,7 @@ impl Default for Shared {
                 broker: None,
                 since: SystemTime::now(),
                 last_error: None,
+                others: Vec::new(),
                 version: 1,
             }),
             changed: Condvar::new(),
@@ -208,6 +211,14 @@ impl Shared {
             s.version += 1;
             self.changed.notify_all();
         }
+    }
+
+    /// Another OctoPrint publishes under our base topic.
+    pub fn add_other(&self, other: crate::instance::Other) {
+        let mut s = self.snapshot.lock().unwrap_or_else(|p| p.into_inner());
+        s.others.push(other);
+        s.version += 1;
+        self.changed.notify_all();
     }
 
     /// Waits until the snapshot's version differs from `seen` or `timeout` passed, and

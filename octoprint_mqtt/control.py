@@ -83,6 +83,10 @@ class Commands:
 
     def _start(self, path, origin):
         self._idle()
+        # Operational but busy (cancelling, streaming to the SD card): OctoPrint would
+        # ignore the selection without a word.
+        if not self._printer.is_ready():
+            raise Refused(f"the printer is busy (it is {self._state()})")
         if origin == "sdcard":
             if not self._printer.is_sd_ready():
                 raise Refused("the printer's SD card is not ready")
@@ -91,7 +95,11 @@ class Commands:
                 raise Refused(f"file not found on the printer's SD card: {path}")
             self._printer.select_file(path, True, printAfterSelect=True, tags=TAGS)
             return
-        if not self._files.file_exists("local", path):
+        try:
+            exists = self._files.file_exists("local", path)
+        except ValueError:  # a path outside the upload folder
+            exists = False
+        if not exists:
             raise Refused(f"file not found: {path}")
         if not valid_file_type(path, type="machinecode"):
             raise Refused(f"not a G-code file: {path}")

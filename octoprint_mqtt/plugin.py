@@ -237,6 +237,8 @@ class MqttPlugin(
         self._store_published()
 
     def on_shutdown(self):
+        # No printer action after this: requests still waiting are answered by the core.
+        self._core.set_control_handler(None)
         if self._status_pusher is not None:
             self._status_pusher.stop()
         self._printer.unregister_callback(self)

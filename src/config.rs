@@ -613,6 +613,10 @@ impl Settings {
                     .copied()
                     .filter(|name| c.commands.get(*name).copied().unwrap_or(false))
                     .collect(),
+                vec![
+                    self.publish.base_topic.clone(),
+                    format!("{}/", self.homeassistant.prefix),
+                ],
             )
         })
     }
@@ -718,37 +722,28 @@ impl Control {
             return warnings;
         }
         let defaults = Control::default();
-        type Problem = fn(&str, &str) -> crate::error::Result<()>;
-        let topics: [(&str, &mut String, String, Problem); 2] = [
-            (
-                "topic",
-                &mut self.topic,
-                defaults.topic,
-                control::request_topic_problem,
-            ),
-            (
-                "responseTopic",
-                &mut self.response_topic,
-                defaults.response_topic,
-                control::response_topic_problem,
-            ),
-        ];
-        for (key, value, fallback, problem) in topics {
-            *value = value.trim().to_string();
-            let Err(e) = problem(base, value) else {
-                continue;
-            };
-            if problem(base, &fallback).is_ok() {
-                warnings.push(format!(
-                    "plugins.mqtt.control.{key}: {e}; using {fallback:?}"
-                ));
-                *value = fallback;
-            } else {
-                warnings.push(format!(
-                    "plugins.mqtt.control.{key}: {e}; remote control is off"
-                ));
-                self.active = false;
-            }
+        if let Err(e) = control::request_topic_problem(base, &defaults.topic) {
+            warnings.push(format!(
+                "plugins.mqtt.control: no request topic can work under the base topic ({e}); remote control is off"
+            ));
+            self.active = false;
+            return warnings;
+        }
+        self.topic = self.topic.trim().to_string();
+        if let Err(e) = control::request_topic_problem(base, &self.topic) {
+            warnings.push(format!(
+                "plugins.mqtt.control.topic: {e}; using {:?}",
+                defaults.topic
+            ));
+            self.topic = defaults.topic;
+        }
+        self.response_topic = self.response_topic.trim().to_string();
+        if let Err(e) = control::response_topic_problem(base, &self.response_topic, &self.topic) {
+            warnings.push(format!(
+                "plugins.mqtt.control.responseTopic: {e}; using {:?}",
+                defaults.response_topic
+            ));
+            self.response_topic = defaults.response_topic;
         }
         warnings
     }

@@ -4,6 +4,7 @@
 //! back to [`Control::finish`].
 
 use std::collections::{HashMap, HashSet, VecDeque};
+use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use serde_json::{json, Map, Value};
@@ -60,14 +61,22 @@ pub fn request_topic_problem(base: &str, template: &str) -> Result<()> {
     ))
 }
 
-/// `control.responseTopic` under the base topic.
-pub fn response_topic_problem(base: &str, response: &str) -> Result<()> {
+/// `control.responseTopic` under the base topic, with the request topic `template` in force
+/// (an answer on a request topic would be a request that is never answered).
+pub fn response_topic_problem(base: &str, response: &str, template: &str) -> Result<()> {
     if response.is_empty() {
         return Err(Error::ArgumentValue(
             "the response topic cannot be empty".into(),
         ));
     }
-    topic::validate_topic(&format!("{base}{response}"))
+    topic::validate_topic(&format!("{base}{response}"))?;
+    let setup = Setup::new(base, template, response, Vec::new(), Vec::new());
+    match setup.command_of(&setup.response_topic) {
+        Some(c) if COMMANDS.contains(&c) => Err(Error::ArgumentValue(format!(
+            "the response topic is the request topic of {c:?}"
+        ))),
+        _ => Ok(()),
+    }
 }
 
 /// The settings in force while `control.active` is on; made from values `sanitize` checked.
@@ -79,17 +88,34 @@ pub struct Setup {
     pub filter: String,
     pub response_topic: String,
     allowed: Vec<&'static str>,
+    /// Topic prefixes an MQTT 5 Response Topic may not name (the plugin's own topics): a
+    /// client allowed to send requests must not make the plugin publish its status or state.
+    reserved: Vec<String>,
 }
 
 impl Setup {
-    pub fn new(base: &str, template: &str, response: &str, allowed: Vec<&'static str>) -> Setup {
+    pub fn new(
+        base: &str,
+        template: &str,
+        response: &str,
+        allowed: Vec<&'static str>,
+        reserved: Vec<String>,
+    ) -> Setup {
         let template = format!("{base}{template}");
         Setup {
             filter: topic::render(&template, "command", "+"),
             template,
             response_topic: format!("{base}{response}"),
             allowed,
+            reserved: reserved.into_iter().filter(|r| !r.is_empty()).collect(),
         }
+    }
+
+    /// Whether an MQTT 5 Response Topic may be answered on.
+    fn usable_reply(&self, t: &str) -> bool {
+        topic::validate_topic(t).is_ok()
+            && !topic::matches(&self.filter, t)
+            && !self.reserved.iter().any(|r| t.starts_with(r.as_str()))
     }
 
     pub fn request_topic(&self, command: &str) -> String {
@@ -125,6 +151,8 @@ struct Reply {
 pub enum Outcome {
     Done(Option<Value>),
     Refused(String),
+    /// Not run, for a reason that passes (busy, shutting down): a retry with the same id runs.
+    Retry(String),
 }
 
 /// A request that passed every check, for the commands' thread.
@@ -153,8 +181,8 @@ type Key = (&'static str, String);
 
 enum Seen {
     Answered(Outcome),
-    /// Still running: duplicates arriving meanwhile are answered when it ends.
-    Waiting(Vec<Reply>),
+    /// Still running (this sequence number).
+    Running(u64),
 }
 
 struct Running {
@@ -162,7 +190,21 @@ struct Running {
     id: Value,
     key: Option<Key>,
     reply: Reply,
+    /// Duplicates that came while it runs: answered when it ends.
+    duplicates: Vec<Reply>,
 }
+
+/// The last request taken, while the broker may still deliver copies of it: a plugin's
+/// subscription overlapping the request filter makes brokers send one copy per subscription.
+struct Echo {
+    topic: String,
+    payload: Vec<u8>,
+    at: Instant,
+    left: usize,
+}
+
+/// Copies of one message arrive back to back; a second identical request later is a new one.
+const ECHO_WINDOW: Duration = Duration::from_millis(500);
 
 #[derive(Default)]
 pub struct Control {
@@ -171,9 +213,7 @@ pub struct Control {
     running: HashMap<u64, Running>,
     recent: VecDeque<(Key, Seen)>,
     retained_told: HashSet<String>,
-    /// MQTT 5 response topics answered on lately: a request filter that matches them must
-    /// not take our own answers for requests.
-    reply_topics: VecDeque<String>,
+    echo: Option<Echo>,
 }
 
 impl Control {
@@ -194,17 +234,35 @@ impl Control {
         self.setup.as_ref().map(|s| s.filter.as_str())
     }
 
-    /// Looks at every received message.
-    pub fn take(&mut self, m: &Incoming) -> Taken {
+    /// Looks at every received message; `copies`: how many of this connection's
+    /// subscriptions match its topic (the broker may deliver it once per subscription).
+    pub fn take(&mut self, m: &Incoming, copies: usize) -> Taken {
         let Some(setup) = &self.setup else {
             return Taken::NotOurs;
         };
         let Some(name) = setup.command_of(&m.topic) else {
             return Taken::NotOurs;
         };
-        if m.topic == setup.response_topic || self.reply_topics.contains(&m.topic) {
+        if m.topic == setup.response_topic {
             return Taken::Ignored;
         }
+        if let Some(echo) = self.echo.as_mut() {
+            if echo.left > 0
+                && echo.at.elapsed() < ECHO_WINDOW
+                && echo.topic == m.topic
+                && echo.payload == m.payload
+            {
+                echo.left -= 1;
+                debug!("Remote control: a second copy of the request on {:?} (overlapping subscriptions): taken once", m.topic);
+                return Taken::Ignored;
+            }
+        }
+        self.echo = (copies > 1).then(|| Echo {
+            topic: m.topic.clone(),
+            payload: m.payload.clone(),
+            at: Instant::now(),
+            left: copies - 1,
+        });
         let allowed = setup.allowed.contains(&name);
         // How a retained message is cleared; brokers forward it without the retain flag.
         if m.payload.is_empty() {
@@ -257,8 +315,10 @@ impl Control {
                     Seen::Answered(outcome) => {
                         Taken::Answer(vec![answer(&reply, &request.id, command, outcome)])
                     }
-                    Seen::Waiting(replies) => {
-                        replies.push(reply);
+                    Seen::Running(seq) => {
+                        if let Some(run) = self.running.get_mut(seq) {
+                            run.duplicates.push(reply);
+                        }
                         Taken::Answer(Vec::new())
                     }
                 };
@@ -289,7 +349,7 @@ impl Control {
         self.next_seq += 1;
         let seq = self.next_seq;
         if let Some(key) = &key {
-            self.remember(key.clone(), Seen::Waiting(Vec::new()));
+            self.remember(key.clone(), Seen::Running(seq));
         }
         self.running.insert(
             seq,
@@ -298,6 +358,7 @@ impl Control {
                 id: request.id,
                 key,
                 reply,
+                duplicates: Vec::new(),
             },
         );
         Taken::Run(Job { seq, command, args })
@@ -308,27 +369,42 @@ impl Control {
         let Some(run) = self.running.remove(&seq) else {
             return Vec::new();
         };
+        let id = id_text(&run.id);
         match &outcome {
-            Outcome::Done(_) => info!("Remote control: {}{} done", run.command, id_text(&run.id)),
-            Outcome::Refused(why) => info!(
-                "Remote control: {}{} refused: {why}",
-                run.command,
-                id_text(&run.id)
-            ),
+            Outcome::Done(_) => info!("Remote control: {}{id} done", run.command),
+            Outcome::Refused(why) | Outcome::Retry(why) => {
+                info!("Remote control: {}{id} refused: {why}", run.command)
+            }
         }
-        let mut replies = vec![run.reply];
-        if let Some(key) = run.key {
-            if let Some((_, seen)) = self.recent.iter_mut().find(|(k, _)| *k == key) {
-                if let Seen::Waiting(waiting) =
-                    std::mem::replace(seen, Seen::Answered(outcome.clone()))
-                {
-                    replies.extend(waiting);
+        if let Some(key) = &run.key {
+            if let Some(i) = self.recent.iter().position(|(k, _)| k == key) {
+                if matches!(outcome, Outcome::Retry(_)) {
+                    self.recent.remove(i);
+                } else {
+                    self.recent[i].1 = Seen::Answered(outcome.clone());
                 }
             }
         }
-        replies
-            .iter()
+        std::iter::once(&run.reply)
+            .chain(&run.duplicates)
             .map(|r| answer(r, &run.id, run.command, &outcome))
+            .collect()
+    }
+
+    /// OctoPrint is stopping: every request not finished is answered so (the one running
+    /// may still end; its outcome is not known).
+    pub fn abandon_all(&mut self) -> Vec<Message> {
+        let mut seqs: Vec<u64> = self.running.keys().copied().collect();
+        seqs.sort_unstable();
+        seqs.into_iter()
+            .flat_map(|seq| {
+                self.finish(
+                    seq,
+                    Outcome::Retry(
+                        "OctoPrint is shutting down; the command may not have run".into(),
+                    ),
+                )
+            })
             .collect()
     }
 
@@ -339,29 +415,20 @@ impl Control {
         self.recent.push_back((key, seen));
     }
 
-    fn reply_for(&mut self, m: &Incoming) -> Reply {
-        let fallback = || {
-            self.setup
-                .as_ref()
-                .map(|s| s.response_topic.clone())
-                .unwrap_or_default()
+    fn reply_for(&self, m: &Incoming) -> Reply {
+        let Some(setup) = &self.setup else {
+            return Reply {
+                topic: String::new(),
+                correlation: None,
+            };
         };
         let topic = match &m.response_topic {
-            Some(t) if topic::validate_topic(t).is_ok() => {
-                if !self.reply_topics.contains(t) {
-                    if self.reply_topics.len() >= REMEMBERED {
-                        self.reply_topics.pop_front();
-                    }
-                    self.reply_topics.push_back(t.clone());
-                }
-                t.clone()
-            }
+            Some(t) if setup.usable_reply(t) => t.clone(),
             Some(t) => {
-                let fallback = fallback();
-                info!("Remote control: the request on {:?} names a response topic that cannot be published to ({t:?}); answering on {fallback:?}", m.topic);
-                fallback
+                info!("Remote control: the request on {:?} names a response topic that is not answered on ({t:?}: the plugin's own topics and request topics are not); answering on {:?}", m.topic, setup.response_topic);
+                setup.response_topic.clone()
             }
-            None => fallback(),
+            None => setup.response_topic.clone(),
         };
         Reply {
             topic,
@@ -390,7 +457,7 @@ fn answer(reply: &Reply, id: &Value, command: &str, outcome: &Outcome) -> Messag
                 body.insert("result".into(), result.clone());
             }
         }
-        Outcome::Refused(why) => {
+        Outcome::Refused(why) | Outcome::Retry(why) => {
             body.insert("ok".into(), json!(false));
             body.insert("error".into(), json!(why));
         }
@@ -619,6 +686,12 @@ fn heater_name(name: &str) -> bool {
 mod tests {
     use super::*;
 
+    impl Control {
+        fn take1(&mut self, m: &Incoming) -> Taken {
+            self.take(m, 1)
+        }
+    }
+
     fn control(allowed: &[&'static str]) -> Control {
         let mut c = Control::default();
         c.configure(Some(Setup::new(
@@ -626,6 +699,7 @@ mod tests {
             "control/{command}",
             "control/response",
             allowed.to_vec(),
+            vec!["octoprint/".into(), "homeassistant/".into()],
         )));
         c
     }
@@ -665,9 +739,15 @@ mod tests {
         assert!(request_topic_problem("octoprint/", "c/{command}/{command}").is_err());
         assert!(request_topic_problem("octoprint/", "c/do-{command}").is_err());
         assert!(request_topic_problem("octoprint/", "c/+/{command}").is_err());
-        assert!(response_topic_problem("octoprint/", "").is_err());
-        assert!(response_topic_problem("octoprint/", "r/#").is_err());
-        let s = Setup::new("p/", "{command}/x", "r", vec!["pause"]);
+        assert!(response_topic_problem("octoprint/", "", "c/{command}").is_err());
+        assert!(response_topic_problem("octoprint/", "r/#", "c/{command}").is_err());
+        assert!(
+            response_topic_problem("octoprint/", "control/status", "control/{command}").is_err()
+        );
+        assert!(
+            response_topic_problem("octoprint/", "control/response", "control/{command}").is_ok()
+        );
+        let s = Setup::new("p/", "{command}/x", "r", vec!["pause"], vec![]);
         assert_eq!(s.filter, "p/+/x");
         assert_eq!(s.command_of("p/pause/x"), Some("pause"));
         assert_eq!(s.command_of("p/pause/y"), None);
@@ -677,25 +757,25 @@ mod tests {
     #[test]
     fn requests_are_checked_and_run_in_one_shape() {
         let mut c = control(COMMANDS);
-        let Taken::Run(job) = c.take(&request(
+        let Taken::Run(job) = c.take1(&request(
             "octoprint/control/gcode",
             r#"{"id": 3, "commands": "G28\n\n M105 "}"#,
         )) else {
             panic!()
         };
         assert_eq!(job.args, json!({"commands": ["G28", "M105"]}));
-        let Taken::Run(job) = c.take(&request("octoprint/control/home", "{}")) else {
+        let Taken::Run(job) = c.take1(&request("octoprint/control/home", "{}")) else {
             panic!()
         };
         assert_eq!(job.args, json!({"axes": ["x", "y", "z"]}));
-        let Taken::Run(job) = c.take(&request(
+        let Taken::Run(job) = c.take1(&request(
             "octoprint/control/temperature",
             r#"{"tool0": 210, "bed": 60.5}"#,
         )) else {
             panic!()
         };
         assert_eq!(job.args, json!({"targets": {"bed": 60.5, "tool0": 210.0}}));
-        let Taken::Run(job) = c.take(&request("octoprint/control/jog", r#"{"x": -5}"#)) else {
+        let Taken::Run(job) = c.take1(&request("octoprint/control/jog", r#"{"x": -5}"#)) else {
             panic!()
         };
         assert_eq!(job.args, json!({"axes": {"x": -5.0}, "speed": null}));
@@ -743,7 +823,7 @@ mod tests {
             ("gcode", r#"{"commands": " \n"}"#, "holds no G-code"),
         ];
         for (command, payload, expected) in cases {
-            let why = refused(c.take(&request(&format!("{t}{command}"), payload)));
+            let why = refused(c.take1(&request(&format!("{t}{command}"), payload)));
             assert!(why.contains(expected), "{command} {payload}: {why}");
         }
     }
@@ -753,19 +833,19 @@ mod tests {
         let mut c = control(&["pause"]);
         let mut m = request("octoprint/control/pause", "{}");
         m.retain = true;
-        assert_eq!(c.take(&m), Taken::Ignored);
+        assert_eq!(c.take1(&m), Taken::Ignored);
         assert_eq!(
-            c.take(&request("octoprint/control/pause", "")),
+            c.take1(&request("octoprint/control/pause", "")),
             Taken::Ignored
         );
         assert_eq!(
-            c.take(&request("octoprint/control/response", r#"{"ok": true}"#)),
+            c.take1(&request("octoprint/control/response", r#"{"ok": true}"#)),
             Taken::Ignored
         );
-        assert_eq!(c.take(&request("octoprint/other", "{}")), Taken::NotOurs);
+        assert_eq!(c.take1(&request("octoprint/other", "{}")), Taken::NotOurs);
         c.configure(None);
         assert_eq!(
-            c.take(&request("octoprint/control/pause", "{}")),
+            c.take1(&request("octoprint/control/pause", "{}")),
             Taken::NotOurs
         );
     }
@@ -773,29 +853,29 @@ mod tests {
     #[test]
     fn a_duplicate_id_is_answered_with_the_first_outcome_and_not_run() {
         let mut c = control(&["pause", "resume"]);
-        let Taken::Run(job) = c.take(&request("octoprint/control/pause", r#"{"id": "a"}"#)) else {
+        let Taken::Run(job) = c.take1(&request("octoprint/control/pause", r#"{"id": "a"}"#)) else {
             panic!()
         };
         // Redelivered while the first still runs: answered when it ends.
         assert_eq!(
-            c.take(&request("octoprint/control/pause", r#"{"id": "a"}"#)),
+            c.take1(&request("octoprint/control/pause", r#"{"id": "a"}"#)),
             Taken::Answer(vec![])
         );
         let answers = c.finish(job.seq, Outcome::Refused("not printing".into()));
         assert_eq!(answers.len(), 2);
-        let Taken::Answer(again) = c.take(&request("octoprint/control/pause", r#"{"id": "a"}"#))
+        let Taken::Answer(again) = c.take1(&request("octoprint/control/pause", r#"{"id": "a"}"#))
         else {
             panic!()
         };
         assert_eq!(body(&again[0])["error"], "not printing");
         // Another command with that id is another request.
         assert!(matches!(
-            c.take(&request("octoprint/control/resume", r#"{"id": "a"}"#)),
+            c.take1(&request("octoprint/control/resume", r#"{"id": "a"}"#)),
             Taken::Run(_)
         ));
         // The memory holds the last 100.
         for i in 0..REMEMBERED {
-            let Taken::Run(j) = c.take(&request(
+            let Taken::Run(j) = c.take1(&request(
                 "octoprint/control/pause",
                 &format!(r#"{{"id": {i}}}"#),
             )) else {
@@ -804,7 +884,7 @@ mod tests {
             c.finish(j.seq, Outcome::Done(None));
         }
         assert!(matches!(
-            c.take(&request("octoprint/control/pause", r#"{"id": "a"}"#)),
+            c.take1(&request("octoprint/control/pause", r#"{"id": "a"}"#)),
             Taken::Run(_)
         ));
     }
@@ -815,7 +895,7 @@ mod tests {
         let mut m = request("octoprint/control/status", "{}");
         m.response_topic = Some("me/answers".into());
         m.correlation = Some(Bytes::from_static(b"\x01\x02"));
-        let Taken::Run(job) = c.take(&m) else {
+        let Taken::Run(job) = c.take1(&m) else {
             panic!()
         };
         let answer = &c.finish(job.seq, Outcome::Done(Some(json!({"state": 1}))))[0];
@@ -824,12 +904,38 @@ mod tests {
         assert_eq!(body(answer)["result"], json!({"state": 1}));
         // A response topic that cannot be published to: the settings' one.
         m.response_topic = Some("me/#".into());
-        let Taken::Run(job) = c.take(&m) else {
+        let Taken::Run(job) = c.take1(&m) else {
             panic!()
         };
         assert_eq!(
             c.finish(job.seq, Outcome::Done(None))[0].topic,
             "octoprint/control/response"
         );
+    }
+
+    #[test]
+    fn copies_from_overlapping_subscriptions_are_taken_once_and_busy_is_not_remembered() {
+        let mut c = control(&["pause"]);
+        let m = request("octoprint/control/pause", "{}");
+        assert!(matches!(c.take(&m, 2), Taken::Run(_)));
+        assert_eq!(c.take(&m, 2), Taken::Ignored);
+        assert!(matches!(c.take(&m, 2), Taken::Run(_)));
+        // One subscription: every copy is a request.
+        let mut c = control(&["pause"]);
+        assert!(matches!(c.take1(&m), Taken::Run(_)));
+        assert!(matches!(c.take1(&m), Taken::Run(_)));
+
+        let m = request("octoprint/control/pause", r#"{"id": 9}"#);
+        let Taken::Run(job) = c.take1(&m) else {
+            panic!()
+        };
+        c.finish(job.seq, Outcome::Retry("busy".into()));
+        assert!(matches!(c.take1(&m), Taken::Run(_)));
+        let answers = c.abandon_all();
+        assert!(!answers.is_empty());
+        assert!(body(&answers[0])["error"]
+            .as_str()
+            .unwrap()
+            .contains("shutting down"));
     }
 }

@@ -3,6 +3,7 @@
 //! callbacks. The printer actions are the plugin's Python handler; `status` is answered from
 //! the printer's state the core keeps.
 
+use std::sync::atomic::{AtomicBool, Ordering::Relaxed};
 use std::sync::mpsc::{sync_channel, SyncSender, TrySendError};
 use std::sync::{Arc, Mutex};
 
@@ -22,15 +23,35 @@ pub type Handler = Arc<Mutex<Option<Py<PyAny>>>>;
 
 pub struct Executor {
     jobs: SyncSender<Job>,
+    /// Set when the core stops: jobs still waiting are not run (the core answered them).
+    stopping: Arc<AtomicBool>,
+}
+
+/// Why a job was not taken.
+pub enum NotTaken {
+    Busy(Job),
+    /// The thread is gone (it panicked): nothing runs any more.
+    Gone(Job),
 }
 
 impl Executor {
     /// Never waits: gives the job back when [`CAPACITY`] commands are waiting.
-    pub fn try_run(&self, job: Job) -> Result<(), Job> {
+    pub fn try_run(&self, job: Job) -> Result<(), NotTaken> {
         match self.jobs.try_send(job) {
             Ok(()) => Ok(()),
-            Err(TrySendError::Full(job) | TrySendError::Disconnected(job)) => Err(job),
+            Err(TrySendError::Full(job)) => Err(NotTaken::Busy(job)),
+            Err(TrySendError::Disconnected(job)) => Err(NotTaken::Gone(job)),
         }
+    }
+
+    pub fn stop(&self) {
+        self.stopping.store(true, Relaxed);
+    }
+}
+
+impl Drop for Executor {
+    fn drop(&mut self) {
+        self.stop();
     }
 }
 
@@ -42,10 +63,15 @@ pub fn spawn(
     done: UnboundedSender<Command>,
 ) -> std::io::Result<Executor> {
     let (jobs, rx) = sync_channel::<Job>(CAPACITY);
+    let stopping = Arc::new(AtomicBool::new(false));
+    let stop = stopping.clone();
     std::thread::Builder::new()
         .name("mqtt-control".into())
         .spawn(move || {
             for job in rx {
+                if stop.load(Relaxed) {
+                    continue;
+                }
                 let outcome = match job.command {
                     "status" => match printer.status() {
                         Some(state) => Outcome::Done(Some(state)),
@@ -59,7 +85,7 @@ pub fn spawn(
                 });
             }
         })?;
-    Ok(Executor { jobs })
+    Ok(Executor { jobs, stopping })
 }
 
 fn call(py: Python<'_>, handler: &Handler, job: &Job) -> Outcome {
@@ -69,7 +95,7 @@ fn call(py: Python<'_>, handler: &Handler, job: &Job) -> Outcome {
         .as_ref()
         .map(|h| h.clone_ref(py));
     let Some(handler) = handler else {
-        return Outcome::Refused("remote control is not ready yet".into());
+        return Outcome::Retry("remote control is not ready yet".into());
     };
     let outcome = pythonize::pythonize(py, &job.args)
         .map_err(PyErr::from)

@@ -55,8 +55,12 @@ pub enum Check {
     /// `control.topic` under the base topic: `{command}` once, filling a whole level
     /// (control.rs `request_topic_problem`).
     RequestTopic { max_bytes: usize },
-    /// `control.responseTopic` under the base topic: not empty, no wildcards.
-    ResponseTopic { max_bytes: usize },
+    /// `control.responseTopic` under the base topic: not empty, no wildcards, not the
+    /// request topic of one of `commands` (control.rs `response_topic_problem`).
+    ResponseTopic {
+        max_bytes: usize,
+        commands: &'static [&'static str],
+    },
     /// Event names or shell-style patterns (`glob.rs`): a list of text, or one text of
     /// comma-separated ones, as the settings parse reads it.
     Patterns,
@@ -168,6 +172,7 @@ pub const RULES: &[Rule] = &[
         path: ["control", "responseTopic"],
         check: Check::ResponseTopic {
             max_bytes: topic::MAX_TOPIC_BYTES,
+            commands: control::COMMANDS,
         },
     },
 ];
@@ -319,27 +324,47 @@ pub fn problems(changes: &Value, merged: &Value) -> Vec<(Vec<String>, String)> {
             }
         }
     }
-    type Problem = fn(&str, &str) -> crate::error::Result<()>;
-    let control_topics: [(&str, Problem); 2] = [
-        ("topic", control::request_topic_problem),
-        ("responseTopic", control::response_topic_problem),
-    ];
-    for (key, problem) in control_topics {
+    let control = |key: &str| {
         let own = changed("control", key);
-        if own.is_none() && !base_changed {
-            continue;
-        }
         let value = own.or_else(|| merged.get("control").and_then(|c| c.get(key)));
-        let Some(value) = value.and_then(topic_text) else {
-            continue;
+        (
+            own.is_some(),
+            value.and_then(topic_text).map(|t| t.trim().to_string()),
+        )
+    };
+    let (template_changed, template) = control("topic");
+    let (response_changed, response) = control("responseTopic");
+    let mut blame = |own: bool, key: &str, e: crate::error::Error| {
+        let path = if own {
+            vec!["control".to_string(), key.to_string()]
+        } else {
+            vec!["publish".to_string(), "baseTopic".to_string()]
         };
-        if let Err(e) = problem(&base, value.trim()) {
-            let path = match own {
-                Some(_) => vec!["control".to_string(), key.to_string()],
-                None => vec!["publish".to_string(), "baseTopic".to_string()],
-            };
-            if !found.iter().any(|(p, _)| *p == path) {
-                found.push((path, e.to_string()));
+        if !found.iter().any(|(p, _)| *p == path) {
+            found.push((path, e.to_string()));
+        }
+    };
+    let mut template_ok = true;
+    if let Some(template) = &template {
+        if template_changed || base_changed {
+            if let Err(e) = control::request_topic_problem(&base, template) {
+                template_ok = false;
+                blame(template_changed, "topic", e);
+            }
+        }
+    }
+    if let (Some(response), true) = (&response, template_ok) {
+        if response_changed || template_changed || base_changed {
+            let template = template.as_deref().unwrap_or("control/{command}");
+            if let Err(e) = control::response_topic_problem(&base, response, template) {
+                // A new request topic that makes the response topic one of its own is its fault.
+                let key_own = response_changed || template_changed;
+                let key = if response_changed {
+                    "responseTopic"
+                } else {
+                    "topic"
+                };
+                blame(key_own, key, e);
             }
         }
     }

@@ -273,6 +273,10 @@ struct Runner {
     /// Remote control: its requests are checked here and run on the executor's thread.
     remote: Control,
     executor: Executor,
+    executor_gone_told: bool,
+    control_refusal_told: bool,
+    /// The filter this connection subscribed with Retain As Published (MQTT 5), if any.
+    kept_retain: Option<String>,
     instances: Instances,
 }
 
@@ -326,6 +330,9 @@ impl Runner {
             progress,
             remote: Control::default(),
             executor,
+            executor_gone_told: false,
+            kept_retain: None,
+            control_refusal_told: false,
             instances: Instances::default(),
         }
     }
@@ -354,6 +361,16 @@ impl Runner {
                 self.accept(m);
             }
         }
+        // Remote control: what ended in time is answered, the rest is told OctoPrint stops.
+        self.executor.stop();
+        while let Ok(cmd) = self.control.try_recv() {
+            if let Command::Done { seq, outcome } = cmd {
+                let answers = self.remote.finish(seq, outcome);
+                self.answer(answers);
+            }
+        }
+        let answers = self.remote.abandon_all();
+        self.answer(answers);
         self.close_session(Instant::now() + CLOSE_BUDGET).await;
         self.shared.set(State::Stopped, None, None);
         debug!("MQTT core stopped");
@@ -412,16 +429,20 @@ impl Runner {
             // Already subscribed so on this connection: a filter registered just as it came up
             // is in what the connect subscribed, and its own command follows. A second
             // SUBSCRIBE would make the broker send the filter's retained messages again.
+            // Remote control tells retained requests from live ones by the flag.
+            let keep_retain = self.remote.filter() == Some(filter);
             if self
                 .subscribed
                 .iter()
                 .any(|(f, q)| f == filter && *q == qos)
+                && (!keep_retain || self.kept_retain.as_deref() == Some(filter))
             {
                 return;
             }
-            // Remote control tells retained requests from live ones by the flag.
-            let keep_retain = self.remote.filter() == Some(filter);
             if s.client.try_subscribe(filter, qos, keep_retain) {
+                if keep_retain {
+                    self.kept_retain = Some(filter.to_owned());
+                }
                 self.subscribing.push_back(filter.to_owned());
                 self.subscribed.retain(|(f, _)| f != filter);
                 self.subscribed.push((filter.to_owned(), qos));
@@ -458,10 +479,14 @@ impl Runner {
     /// Subscribes one of our filters unless this connection has it at that QoS already (a
     /// plugin may have subscribed it, perhaps higher).
     fn watch(&mut self, filter: &str, qos: Qos) {
-        if !self
-            .subscribed
-            .iter()
-            .any(|(f, q)| f == filter && *q >= qos)
+        // The request filter is subscribed by us even when a plugin has it, for MQTT 5's
+        // Retain As Published (`subscribe` knows when that is done already).
+        let ours = self.remote.filter() == Some(filter);
+        if ours
+            || !self
+                .subscribed
+                .iter()
+                .any(|(f, q)| f == filter && *q >= qos)
         {
             self.subscribe(filter, qos);
         }
@@ -701,7 +726,9 @@ impl Runner {
                 if let Some(i) = self.awaiting_suback.iter().position(|(p, _)| *p == pkid) {
                     let (_, filter) = self.awaiting_suback.swap_remove(i);
                     if !granted && self.remote.filter() == Some(filter.as_str()) {
-                        warn!("The MQTT broker refused the subscription to remote control's requests {filter:?} (not authorised by its ACL?): no command reaches OctoPrint; allow this client to subscribe to it (docs/control.md)");
+                        if !std::mem::replace(&mut self.control_refusal_told, true) {
+                            warn!("The MQTT broker refused the subscription to remote control's requests {filter:?} (not authorised by its ACL?): no command reaches OctoPrint; allow this client to subscribe to it (docs/control.md). Not logged again");
+                        }
                     } else if !granted && self.birth.topic() == Some(filter.as_str()) {
                         // Watched for every user, Home Assistant or not: said once.
                         if !std::mem::replace(&mut self.birth_refusal_told, true) {
@@ -842,16 +869,35 @@ impl Runner {
             let card = self.instances.card();
             self.answer(card.into_iter().collect());
         }
-        match self.remote.take(&m) {
+        let copies = self
+            .subscribed
+            .iter()
+            .filter(|(f, _)| crate::topic::matches(f, &m.topic))
+            .count();
+        match self.remote.take(&m, copies) {
             Taken::NotOurs | Taken::Ignored => {}
             Taken::Answer(answers) => self.answer(answers),
             Taken::Run(job) => {
-                if let Err(job) = self.executor.try_run(job) {
-                    let busy = Outcome::Refused(format!(
-                        "busy: {} commands are waiting; try again later",
-                        executor::CAPACITY
-                    ));
-                    let answers = self.remote.finish(job.seq, busy);
+                if let Err(not_taken) = self.executor.try_run(job) {
+                    let (seq, why) = match not_taken {
+                        executor::NotTaken::Busy(job) => (
+                            job.seq,
+                            format!(
+                                "busy: {} commands are waiting; try again later",
+                                executor::CAPACITY
+                            ),
+                        ),
+                        executor::NotTaken::Gone(job) => {
+                            if !std::mem::replace(&mut self.executor_gone_told, true) {
+                                error!("Remote control's thread has stopped after an internal error: no command runs until OctoPrint restarts");
+                            }
+                            (
+                                job.seq,
+                                "remote control has stopped after an internal error; restart OctoPrint".into(),
+                            )
+                        }
+                    };
+                    let answers = self.remote.finish(seq, Outcome::Retry(why));
                     self.answer(answers);
                 }
             }
@@ -903,6 +949,7 @@ impl Runner {
         // status topic sees the `connected` that follows.
         self.subscribing.clear();
         self.subscribed.clear();
+        self.kept_retain = None;
         self.awaiting_suback.clear();
         let filters = self
             .subscriptions

@@ -66,7 +66,7 @@ TABLE = [
     *[(("control", "topic"), v, False) for v in ("control", "c/x{command}", "c/+/{command}", "")],
     *[(("control", "topic"), v, False) for v in ("{command}/{command}", "c/#/{command}")],
     *[(("control", "responseTopic"), v, True) for v in ("control/response", " r ")],
-    *[(("control", "responseTopic"), v, False) for v in ("", "r/#", "r/+/x", "x\0")],
+    *[(("control", "responseTopic"), v, False) for v in ("", "r/#", "control/status")],
     # Rust's trim and whitespace are Unicode's White_Space: U+0085 is trimmed (JavaScript's
     # trim keeps it), U+FEFF is not (JavaScript's trims it); ranges compare code points.
     *[(EXCLUDE, v, True) for v in ([], None, ["ZChange"], ["Position*", "plugin_*", "?"])],

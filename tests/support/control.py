@@ -52,7 +52,8 @@ class Requester:
     def __init__(self, host: str, port: int, base: str, protocol: int = 4, timeout=10.0):
         self.base = base
         self.v5 = protocol == 5
-        self.own_topic = f"{base}replies/{uuid.uuid4().hex[:8]}"
+        # Outside the base topic: the plugin answers on no topic of its own.
+        self.own_topic = f"replies/{base}{uuid.uuid4().hex[:8]}"
         self._cond = threading.Condition()
         self._answers: list[Answer] = []
         self._client = mqtt.Client(

@@ -209,7 +209,8 @@ $(function () {
     }
 
     // The reason `value` breaks `rule` ("" when it does not); `base` is the base topic.
-    function ruleError(rule, value, base) {
+    // `template`: the control topic in force (the response topic's rule needs it).
+    function ruleError(rule, value, base, template) {
         var t = text(value).trim();
         switch (rule.kind) {
             case "whole":
@@ -272,7 +273,18 @@ $(function () {
             case "response_topic":
                 var response = topicText(value);
                 if (!response.length) return gettext("the response topic cannot be empty");
-                return topicError(text(base) + response, response, true, rule.max_bytes);
+                var bad = topicError(text(base) + response, response, true, rule.max_bytes);
+                if (bad) return bad;
+                // control.rs: an answer on a request topic would be taken for a request.
+                var requests = topicText(template === undefined ? "control/{command}" : template);
+                var taken = _.find(rule.commands, function (command) {
+                    return text(base) + withCommand(requests, command) === text(base) + response;
+                });
+                return taken
+                    ? _.sprintf(gettext('the response topic is the request topic of "%(command)s"'), {
+                          command: taken
+                      })
+                    : "";
             case "node_id":
                 if (value === undefined || value === null) return "";
                 if (typeof value === "string") {
@@ -487,7 +499,12 @@ $(function () {
             self.errors[name] = ko.pureComputed(function () {
                 var cfg = self.cfg();
                 if (!cfg) return "";
-                return ruleError(rule, cfg[rule.path[0]][name](), cfg.publish.baseTopic());
+                return ruleError(
+                    rule,
+                    cfg[rule.path[0]][name](),
+                    cfg.publish.baseTopic(),
+                    cfg.control ? cfg.control.topic() : undefined
+                );
             });
         });
         // For tests: the page's verdict on `value` for the field at `path`.

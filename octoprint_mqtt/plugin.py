@@ -56,6 +56,13 @@ def settings_defaults():
     return default_settings()
 
 
+def own_base_topic(name):
+    """`octoprint/<name>/` for "Use topics of their own for this printer": the name made one
+    topic level that every dashboard can type (lower case, `-` for anything else)."""
+    level = re.sub(r"[^a-z0-9_]+", "-", str(name).lower()).strip("-")[:64]
+    return f"octoprint/{level or 'printer'}/"
+
+
 def is_paused_for_user(line):
     # Marlin sends "echo:busy: paused for user"; OctoPrint's virtual printer drops the colon.
     return line.startswith("echo:busy") and "paused for user" in line
@@ -530,7 +537,7 @@ class MqttPlugin(
 
     def get_template_vars(self):
         # The page checks fields with the core's rules (see validation.py for the server side).
-        return {"rules": setting_rules()}
+        return {"rules": setting_rules(), "own_base_topic": own_base_topic(self._host_name())}
 
     def get_template_configs(self):
         return [

@@ -39,6 +39,12 @@ $(function () {
         return node ? JSON.parse(node.textContent) : [];
     }
 
+    // plugin.py own_base_topic: the base topic "Use topics of their own" sets.
+    function ownBaseTopic() {
+        var node = document.getElementById("mqtt_own_base_topic");
+        return node ? JSON.parse(node.textContent) : "";
+    }
+
     function utf8Length(t) {
         return new TextEncoder().encode(t).length;
     }
@@ -355,6 +361,20 @@ $(function () {
             var s = self.status();
             return (s && s.last_error) || "";
         });
+        self.otherInstances = ko.pureComputed(function () {
+            var s = self.status();
+            return (s && s.other_instances) || [];
+        });
+        self.otherInstancesText = ko.pureComputed(function () {
+            return _.map(self.otherInstances(), function (o) {
+                return o.host + " (" + o.id + ")";
+            }).join(", ");
+        });
+        self.ownBaseTopic = ko.observable(ownBaseTopic());
+        self.useOwnTopics = function () {
+            var cfg = self.cfg();
+            if (cfg) cfg.publish.baseTopic(self.ownBaseTopic());
+        };
         self.isDown = ko.pureComputed(function () {
             var s = self.status();
             return !!s && s.state !== "connected";

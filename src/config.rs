@@ -13,8 +13,9 @@ use crate::discovery;
 use crate::events::EventToggles;
 use crate::glob;
 use crate::lenient::{
-    expiry_seconds, field_name, host_name, interval_seconds, lenient_bool, lenient_f64,
-    lenient_string, lenient_u16, optional_string, pattern_list, port_number, queue_size, text,
+    address_list, expiry_seconds, field_name, host_name, interval_seconds, lenient_bool,
+    lenient_f64, lenient_string, lenient_u16, optional_string, pattern_list, port_number,
+    queue_size, text,
 };
 use crate::topic;
 
@@ -151,6 +152,10 @@ pub struct Broker {
     pub transport: String,
     #[serde(deserialize_with = "lenient_string")]
     pub ws_path: String,
+    /// More nodes of the same broker (a cluster), `host` or `host:port`, tried in turn after
+    /// `url` when a connection fails (link.rs).
+    #[serde(deserialize_with = "address_list")]
+    pub failover: Vec<String>,
 }
 
 impl Default for Broker {
@@ -170,6 +175,7 @@ impl Default for Broker {
             clean_session: true,
             transport: "tcp".into(),
             ws_path: "/mqtt".into(),
+            failover: Vec::new(),
         }
     }
 }
@@ -340,6 +346,8 @@ pub struct ConnectionConfig {
     /// The HTTP path when connecting over WebSockets; `None` for plain TCP.
     pub websocket_path: Option<String>,
     pub status: Option<StatusTopic>,
+    /// `broker.failover`, read: the other nodes, tried in turn after `host:port`.
+    pub failover: Vec<(String, u16)>,
 }
 
 impl std::fmt::Debug for ConnectionConfig {
@@ -369,12 +377,61 @@ impl ConnectionConfig {
 
     /// `host:port`, for log lines and the status.
     pub fn address(&self) -> String {
-        if self.host.contains(':') {
-            format!("[{}]:{}", self.host, self.port)
-        } else {
-            format!("{}:{}", self.host, self.port)
-        }
+        address_text(&self.host, self.port)
     }
+
+    /// Every node to connect to, `host:port` first.
+    pub fn endpoints(&self) -> Vec<(String, u16)> {
+        std::iter::once((self.host.clone(), self.port))
+            .chain(self.failover.iter().cloned())
+            .collect()
+    }
+}
+
+pub fn address_text(host: &str, port: u16) -> String {
+    if host.contains(':') {
+        format!("[{host}]:{port}")
+    } else {
+        format!("{host}:{port}")
+    }
+}
+
+/// One `broker.failover` entry: `host`, `host:port`, `[v6]:port` or a bare IPv6 address;
+/// without a port, `default_port` (`broker.port`).
+pub fn failover_address(entry: &str, default_port: u16) -> Result<(String, u16), String> {
+    let entry = entry.trim();
+    let bad = |why: &str| Err(format!("{entry:?}: {why}"));
+    if entry.contains("://") || entry.contains(char::is_whitespace) || entry.contains('/') {
+        return bad("enter host or host:port only (no scheme, path or spaces)");
+    }
+    let (host, port) = if let Some(rest) = entry.strip_prefix('[') {
+        let Some((host, after)) = rest.split_once(']') else {
+            return bad("an IPv6 address in [ ] lacks its ]");
+        };
+        match after.strip_prefix(':') {
+            Some(p) => (host, Some(p)),
+            None if after.is_empty() => (host, None),
+            None => return bad("expected :port after ]"),
+        }
+    } else if entry.matches(':').count() > 1 {
+        (entry, None) // a bare IPv6 address
+    } else {
+        match entry.split_once(':') {
+            Some((h, p)) => (h, Some(p)),
+            None => (entry, None),
+        }
+    };
+    if host.is_empty() {
+        return bad("no host");
+    }
+    let port = match port {
+        None => default_port,
+        Some(p) => match p.parse::<u16>() {
+            Ok(n) if n > 0 => n,
+            _ => return bad("the port must be a whole number from 1 to 65535"),
+        },
+    };
+    Ok((host.to_string(), port))
 }
 
 /// What the caller's thread needs to turn an event into a message.
@@ -489,6 +546,17 @@ impl Settings {
                 self.client.client_id = None;
             }
         }
+        let port = self.broker.port;
+        let (usable, unusable): (Vec<String>, Vec<String>) =
+            std::mem::take(&mut self.broker.failover)
+                .into_iter()
+                .partition(|a| failover_address(a, port).is_ok());
+        for a in &unusable {
+            if let Err(e) = failover_address(a, port) {
+                warnings.push(format!("plugins.mqtt.broker.failover: {e}; left out"));
+            }
+        }
+        self.broker.failover = usable;
         let unusable = glob::unusable(&self.publish.event_exclude);
         if !unusable.is_empty() {
             warnings.push(format!(
@@ -592,6 +660,12 @@ impl Settings {
                 p => format!("/{p}"),
             }),
             status,
+            failover: self
+                .broker
+                .failover
+                .iter()
+                .filter_map(|a| failover_address(a, self.broker.port).ok())
+                .collect(),
         })
     }
 
@@ -1072,6 +1146,38 @@ mod tests {
         assert_eq!(p.metadata_topic("a.b"), "octoprint/metadata/a.b");
         assert_eq!(p.metadata_keys, ["a.b", "c"]);
         assert_eq!(p.temperature_threshold, 0.5);
+    }
+
+    #[test]
+    fn failover_addresses() {
+        assert_eq!(failover_address("b", 1883), Ok(("b".into(), 1883)));
+        assert_eq!(failover_address(" b:1884 ", 1883), Ok(("b".into(), 1884)));
+        assert_eq!(
+            failover_address("[::1]:1884", 1883),
+            Ok(("::1".into(), 1884))
+        );
+        assert_eq!(
+            failover_address("fe80::1", 1883),
+            Ok(("fe80::1".into(), 1883))
+        );
+        for bad in ["mqtt://b", "b:0", "b:x", ":1883", "[::1", "b c", "b/x"] {
+            assert!(failover_address(bad, 1883).is_err(), "{bad}");
+        }
+        let (s, w) = parse_lenient(serde_json::json!({
+            "broker": {"url": "a", "port": 1885, "failover": "b, c:1900, mqtt://d"},
+        }));
+        let c = s.connection("id").unwrap();
+        assert_eq!(
+            c.endpoints(),
+            [("a".into(), 1885), ("b".into(), 1885), ("c".into(), 1900)]
+        );
+        assert_eq!(w.len(), 1, "{w:?}");
+        assert!(
+            w[0].starts_with("plugins.mqtt.broker.failover: \"mqtt://d\""),
+            "{w:?}"
+        );
+        let (s, _) = parse_lenient(serde_json::json!({"broker": {"url": "a", "failover": ["b"]}}));
+        assert_eq!(s.connection("id").unwrap().failover, [("b".into(), 1883)]);
     }
 
     #[test]

@@ -197,3 +197,32 @@ pub fn pattern_entries(v: &serde_json::Value) -> Result<Vec<String>, String> {
 pub fn pattern_list<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<String>, D::Error> {
     pattern_entries(&serde_json::Value::deserialize(d)?).map_err(serde::de::Error::custom)
 }
+
+/// `broker.failover`: a list of text, or one text of comma-separated addresses.
+pub fn address_list<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<String>, D::Error> {
+    use serde_json::Value as V;
+    match V::deserialize(d)? {
+        V::Null => Ok(Vec::new()),
+        V::String(s) => Ok(s
+            .split(',')
+            .map(str::trim)
+            .filter(|a| !a.is_empty())
+            .map(String::from)
+            .collect()),
+        V::Array(items) => items
+            .into_iter()
+            .map(|item| match item {
+                V::String(s) => Ok(s.trim().to_string()),
+                other => Err(serde::de::Error::custom(format!(
+                    "expected addresses as text, got {}",
+                    kind(&other)
+                ))),
+            })
+            .filter(|a| !matches!(a, Ok(s) if s.is_empty()))
+            .collect(),
+        other => Err(serde::de::Error::custom(format!(
+            "expected a list of host or host:port, got {}",
+            kind(&other)
+        ))),
+    }
+}

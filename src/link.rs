@@ -32,6 +32,8 @@ pub enum NetEvent {
     /// CONNACK; MQTT 5 brokers may announce the largest packet they take.
     Connected {
         max_packet: Option<u32>,
+        /// The node connected to (`host:port`).
+        address: String,
     },
     /// The connection failed or broke; the task retries after `retry_in` by itself.
     Down {
@@ -40,6 +42,10 @@ pub enum NetEvent {
         /// A connection that was up for less than [`STABLE_CONNECTION`] ended.
         quick: bool,
         loss: Loss,
+        /// The node that failed, and the one tried next when there are several
+        /// (`broker.failover`).
+        address: String,
+        next: Option<String>,
     },
     /// MQTT 5: the broker answered a QoS 1/2 publish with a failure reason. Sending it again
     /// would get the same answer.
@@ -165,19 +171,8 @@ pub fn start(cfg: &ConnectionConfig) -> Result<Session> {
         Some(t) => Some(rumqttc::TlsConfiguration::Rustls(tls::client_config(t)?)),
         None => None,
     };
-    // Over WebSockets rumqttc takes the broker as a URL in place of the host name.
-    let (host, transport) = match (&cfg.websocket_path, tls_config) {
-        (None, None) => (cfg.host.clone(), rumqttc::Transport::tcp()),
-        (None, Some(t)) => (cfg.host.clone(), rumqttc::Transport::tls_with_config(t)),
-        (Some(path), None) => (ws_url("ws", cfg, path), rumqttc::Transport::Ws),
-        (Some(path), Some(t)) => (
-            ws_url("wss", cfg, path),
-            rumqttc::Transport::wss_with_config(t),
-        ),
-    };
     // 0 turns keepalive off (MQTT's rule), and with it the silence watchdog.
     let keepalive = Duration::from_secs(cfg.keepalive.into());
-    let address = cfg.address();
     let ctx = Ctx {
         client_cert: cfg.tls.as_ref().is_some_and(|t| t.files.certfile.is_some()),
         ciphers: cfg.tls.as_ref().is_some_and(|t| {
@@ -187,57 +182,89 @@ pub fn start(cfg: &ConnectionConfig) -> Result<Session> {
                 .is_some_and(|c| !c.trim().is_empty())
         }),
     };
+    let endpoints = cfg.endpoints();
+    let addresses: Vec<String> = endpoints
+        .iter()
+        .map(|(h, p)| crate::config::address_text(h, *p))
+        .collect();
+    // Over WebSockets rumqttc takes the broker as a URL in place of the host name.
+    let target = |host: &str, port: u16| match (&cfg.websocket_path, &tls_config) {
+        (None, None) => (host.to_string(), rumqttc::Transport::tcp()),
+        (None, Some(t)) => (
+            host.to_string(),
+            rumqttc::Transport::tls_with_config(t.clone()),
+        ),
+        (Some(path), None) => (ws_url("ws", host, port, path), rumqttc::Transport::Ws),
+        (Some(path), Some(t)) => (
+            ws_url("wss", host, port, path),
+            rumqttc::Transport::wss_with_config(t.clone()),
+        ),
+    };
 
     let (client, task) = match cfg.protocol {
         Protocol::V311 => {
-            let mut o = rumqttc::MqttOptions::new(&cfg.client_id, &host, cfg.port);
-            o.set_keep_alive(keepalive)
-                .set_clean_session(cfg.clean_session)
-                .set_max_packet_size(PACKET_MAX, PACKET_MAX)
-                .set_inflight(MAX_INFLIGHT)
-                .set_transport(transport);
-            if let Some(user) = &cfg.username {
-                o.set_credentials(user, cfg.password.clone().unwrap_or_default());
-            }
-            if let Some(st) = &cfg.status {
-                o.set_last_will(rumqttc::LastWill::new(
-                    &st.topic,
-                    "disconnected",
-                    rumqttc::QoS::AtLeastOnce,
-                    st.retain,
-                ));
-            }
-            let (client, mut el) = rumqttc::AsyncClient::new(o, REQUEST_CAPACITY);
+            let options: Vec<rumqttc::MqttOptions> = endpoints
+                .iter()
+                .map(|(host, port)| {
+                    let (host, transport) = target(host, *port);
+                    let mut o = rumqttc::MqttOptions::new(&cfg.client_id, host, *port);
+                    o.set_keep_alive(keepalive)
+                        .set_clean_session(cfg.clean_session)
+                        .set_max_packet_size(PACKET_MAX, PACKET_MAX)
+                        .set_inflight(MAX_INFLIGHT)
+                        .set_transport(transport);
+                    if let Some(user) = &cfg.username {
+                        o.set_credentials(user, cfg.password.clone().unwrap_or_default());
+                    }
+                    if let Some(st) = &cfg.status {
+                        o.set_last_will(rumqttc::LastWill::new(
+                            &st.topic,
+                            "disconnected",
+                            rumqttc::QoS::AtLeastOnce,
+                            st.retain,
+                        ));
+                    }
+                    o
+                })
+                .collect();
+            let (client, mut el) = rumqttc::AsyncClient::new(options[0].clone(), REQUEST_CAPACITY);
             el.set_network_options(net);
-            let link = V4(el, address, ctx);
+            let link = V4(el, Nodes::new(addresses, options), ctx);
             (Client::V4(client), tokio::spawn(drive(link, tx, keepalive)))
         }
         Protocol::V5 => {
-            let mut o = v5::MqttOptions::new(&cfg.client_id, &host, cfg.port);
-            o.set_keep_alive(keepalive)
-                .set_clean_start(cfg.clean_session)
-                .set_max_packet_size(Some(PACKET_MAX as u32))
-                .set_outgoing_inflight_upper_limit(MAX_INFLIGHT)
-                .set_transport(transport)
-                .set_network_options(net);
-            if !cfg.clean_session {
-                // MQTT 5 ends a session at disconnect unless asked to keep it.
-                o.set_session_expiry_interval(Some(u32::MAX));
-            }
-            if let Some(user) = &cfg.username {
-                o.set_credentials(user, cfg.password.clone().unwrap_or_default());
-            }
-            if let Some(st) = &cfg.status {
-                o.set_last_will(v5::mqttbytes::v5::LastWill::new(
-                    &st.topic,
-                    "disconnected",
-                    v5::mqttbytes::QoS::AtLeastOnce,
-                    st.retain,
-                    None,
-                ));
-            }
-            let (client, el) = v5::AsyncClient::new(o, REQUEST_CAPACITY);
-            let link = V5(el, address, ctx);
+            let options: Vec<v5::MqttOptions> = endpoints
+                .iter()
+                .map(|(host, port)| {
+                    let (host, transport) = target(host, *port);
+                    let mut o = v5::MqttOptions::new(&cfg.client_id, host, *port);
+                    o.set_keep_alive(keepalive)
+                        .set_clean_start(cfg.clean_session)
+                        .set_max_packet_size(Some(PACKET_MAX as u32))
+                        .set_outgoing_inflight_upper_limit(MAX_INFLIGHT)
+                        .set_transport(transport)
+                        .set_network_options(net.clone());
+                    if !cfg.clean_session {
+                        // MQTT 5 ends a session at disconnect unless asked to keep it.
+                        o.set_session_expiry_interval(Some(u32::MAX));
+                    }
+                    if let Some(user) = &cfg.username {
+                        o.set_credentials(user, cfg.password.clone().unwrap_or_default());
+                    }
+                    if let Some(st) = &cfg.status {
+                        o.set_last_will(v5::mqttbytes::v5::LastWill::new(
+                            &st.topic,
+                            "disconnected",
+                            v5::mqttbytes::QoS::AtLeastOnce,
+                            st.retain,
+                            None,
+                        ));
+                    }
+                    o
+                })
+                .collect();
+            let (client, el) = v5::AsyncClient::new(options[0].clone(), REQUEST_CAPACITY);
+            let link = V5(el, Nodes::new(addresses, options), ctx);
             (Client::V5(client), tokio::spawn(drive(link, tx, keepalive)))
         }
     };
@@ -248,13 +275,52 @@ pub fn start(cfg: &ConnectionConfig) -> Result<Session> {
     })
 }
 
-fn ws_url(scheme: &str, cfg: &ConnectionConfig, path: &str) -> String {
-    let host = if cfg.host.contains(':') {
-        format!("[{}]", cfg.host)
+fn ws_url(scheme: &str, host: &str, port: u16, path: &str) -> String {
+    let host = if host.contains(':') {
+        format!("[{host}]")
     } else {
-        cfg.host.clone()
+        host.to_string()
     };
-    format!("{scheme}://{host}:{}{path}", cfg.port)
+    format!("{scheme}://{host}:{port}{path}")
+}
+
+/// The broker's nodes (`broker.url`, then `broker.failover`): the options to connect to each,
+/// which one is in use, and where the current round of attempts began.
+struct Nodes<O> {
+    addresses: Vec<String>,
+    options: Vec<O>,
+    at: usize,
+    round_start: usize,
+}
+
+impl<O: Clone> Nodes<O> {
+    fn new(addresses: Vec<String>, options: Vec<O>) -> Self {
+        Nodes {
+            addresses,
+            options,
+            at: 0,
+            round_start: 0,
+        }
+    }
+
+    fn address(&self) -> &str {
+        &self.addresses[self.at]
+    }
+
+    /// Moves to the next node; true when that ends a round in which every node failed.
+    fn advance(&mut self) -> bool {
+        self.at = (self.at + 1) % self.options.len();
+        self.at == self.round_start
+    }
+
+    /// Connected: a failure from here starts a new round.
+    fn settled(&mut self) {
+        self.round_start = self.at;
+    }
+
+    fn current(&self) -> O {
+        self.options[self.at].clone()
+    }
 }
 
 struct Backoff(Duration);
@@ -313,6 +379,17 @@ trait Link {
     /// re-sends what was not acknowledged itself. rumqttc's buffered events go too: after the
     /// next CONNACK, a stale "written" from the old connection would be taken for a new one.
     fn reset(&mut self);
+
+    /// Moves to the next of the broker's nodes; true when every node failed in this round
+    /// (then the backoff applies), always true with one node.
+    fn next_node(&mut self) -> bool;
+
+    /// Connected: the round of attempts starts again from this node.
+    fn settled(&mut self);
+
+    fn address(&self) -> String;
+
+    fn nodes(&self) -> usize;
 }
 
 fn received(topic: String, payload: &[u8], qos: u8, retain: bool) -> Incoming {
@@ -351,14 +428,34 @@ macro_rules! forget {
     }};
 }
 
-struct V4(rumqttc::EventLoop, String, Ctx);
-struct V5(v5::EventLoop, String, Ctx);
+/// Points the event loop at the node now in use (rumqttc reads its options at each connect).
+macro_rules! set_options {
+    ($link:expr) => {{
+        let options = $link.1.current();
+        $link.set(options);
+    }};
+}
+
+struct V4(rumqttc::EventLoop, Nodes<rumqttc::MqttOptions>, Ctx);
+struct V5(v5::EventLoop, Nodes<v5::MqttOptions>, Ctx);
+
+impl V4 {
+    fn set(&mut self, options: rumqttc::MqttOptions) {
+        self.0.mqtt_options = options;
+    }
+}
+
+impl V5 {
+    fn set(&mut self, options: v5::MqttOptions) {
+        self.0.options = options;
+    }
+}
 
 impl Link for V4 {
     async fn poll(&mut self) -> Result<Polled, Failure> {
         use rumqttc::{Event, Packet};
         let ev = self.0.poll().await.map_err(|e| Failure {
-            reason: describe_v4(&e, &self.1, self.2),
+            reason: describe_v4(&e, self.1.address(), self.2),
             loss: loss_v4(&e),
         })?;
         let packet = match ev {
@@ -366,7 +463,10 @@ impl Link for V4 {
             Event::Outgoing(o) => return Ok(Polled::Outgoing(o)),
         };
         Ok(Polled::Incoming(match packet {
-            Packet::ConnAck(_) => Some(NetEvent::Connected { max_packet: None }),
+            Packet::ConnAck(_) => Some(NetEvent::Connected {
+                max_packet: None,
+                address: self.1.address().to_string(),
+            }),
             Packet::Publish(p) => Some(NetEvent::Message(received(
                 p.topic,
                 &p.payload,
@@ -387,6 +487,24 @@ impl Link for V4 {
     fn reset(&mut self) {
         forget!(self.0);
     }
+
+    fn next_node(&mut self) -> bool {
+        let round_done = self.1.advance();
+        set_options!(self);
+        round_done
+    }
+
+    fn settled(&mut self) {
+        self.1.settled();
+    }
+
+    fn address(&self) -> String {
+        self.1.address().to_string()
+    }
+
+    fn nodes(&self) -> usize {
+        self.1.options.len()
+    }
 }
 
 impl Link for V5 {
@@ -394,7 +512,7 @@ impl Link for V5 {
         use v5::mqttbytes::v5::{Packet, PubAckReason, PubRecReason, SubscribeReasonCode};
         use v5::Event;
         let ev = self.0.poll().await.map_err(|e| Failure {
-            reason: describe_v5(&e, &self.1, self.2),
+            reason: describe_v5(&e, self.1.address(), self.2),
             loss: loss_v5(&e),
         })?;
         let packet = match ev {
@@ -404,6 +522,7 @@ impl Link for V5 {
         Ok(Polled::Incoming(match packet {
             Packet::ConnAck(c) => Some(NetEvent::Connected {
                 max_packet: c.properties.and_then(|p| p.max_packet_size),
+                address: self.1.address().to_string(),
             }),
             Packet::PubAck(a)
                 if !matches!(
@@ -449,6 +568,24 @@ impl Link for V5 {
 
     fn reset(&mut self) {
         forget!(self.0);
+    }
+
+    fn next_node(&mut self) -> bool {
+        let round_done = self.1.advance();
+        set_options!(self);
+        round_done
+    }
+
+    fn settled(&mut self) {
+        self.1.settled();
+    }
+
+    fn address(&self) -> String {
+        self.1.address().to_string()
+    }
+
+    fn nodes(&self) -> usize {
+        self.1.options.len()
     }
 }
 
@@ -531,6 +668,7 @@ async fn drive(mut link: impl Link, tx: mpsc::Sender<NetEvent>, keepalive: Durat
                     unconfirmed += 1;
                 }
                 if matches!(event, NetEvent::Connected { .. }) {
+                    link.settled();
                     connected = true;
                     connected_at = Instant::now();
                     backoff_before = backoff.reset();
@@ -559,12 +697,22 @@ async fn drive(mut link: impl Link, tx: mpsc::Sender<NetEvent>, keepalive: Durat
                 // The next attempt starts from scratch (also after the silence watchdog
                 // abandoned a connection mid-packet).
                 link.reset();
-                let retry_in = backoff.next();
+                // Another node of the broker is tried at once; the backoff applies only once
+                // every node failed in a row.
+                let several = link.nodes() > 1;
+                let address = link.address();
+                let retry_in = if link.next_node() {
+                    backoff.next()
+                } else {
+                    Duration::ZERO
+                };
                 let down = NetEvent::Down {
                     reason,
                     retry_in,
                     quick,
                     loss,
+                    address,
+                    next: several.then(|| link.address()),
                 };
                 if tx.send(down).await.is_err() {
                     return;
@@ -579,6 +727,24 @@ async fn drive(mut link: impl Link, tx: mpsc::Sender<NetEvent>, keepalive: Durat
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn nodes_are_tried_in_turn_and_a_round_ends_where_it_began() {
+        let mut n = Nodes::new(vec!["a".into(), "b".into(), "c".into()], vec![0, 1, 2]);
+        assert_eq!(n.address(), "a");
+        assert!(!n.advance());
+        assert!(!n.advance());
+        assert!(n.advance(), "a, b and c failed");
+        assert_eq!(n.current(), 0);
+        n.advance();
+        n.settled(); // connected to b
+        assert!(!n.advance());
+        assert!(!n.advance());
+        assert!(n.advance(), "back at b");
+        assert_eq!(n.address(), "b");
+        let mut one = Nodes::new(vec!["a".into()], vec![0]);
+        assert!(one.advance());
+    }
 
     #[test]
     fn backoff_doubles_to_two_minutes_and_resets() {

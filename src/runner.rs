@@ -274,6 +274,9 @@ struct Runner {
     remote: Control,
     executor: Executor,
     executor_gone_told: bool,
+    /// Connect failures already logged since the last connection, with several nodes (each
+    /// node has its own reason; alternating reasons must not log every attempt).
+    told_down: std::collections::HashSet<String>,
     control_refusal_told: bool,
     /// The filter this connection subscribed with Retain As Published (MQTT 5), if any.
     kept_retain: Option<String>,
@@ -331,6 +334,7 @@ impl Runner {
             remote: Control::default(),
             executor,
             executor_gone_told: false,
+            told_down: std::collections::HashSet::new(),
             kept_retain: None,
             control_refusal_told: false,
             instances: Instances::default(),
@@ -686,16 +690,21 @@ impl Runner {
                     self.open_session(&conn);
                 }
             }
-            Some(NetEvent::Connected { max_packet }) => {
+            Some(NetEvent::Connected {
+                max_packet,
+                address,
+            }) => {
                 self.announced_max = max_packet.map(|m| m as usize);
-                self.on_connected()
+                self.on_connected(address)
             }
             Some(NetEvent::Down {
                 reason,
                 retry_in,
                 quick,
                 loss,
-            }) => self.on_down(reason, retry_in, quick, loss),
+                address,
+                next,
+            }) => self.on_down(reason, retry_in, quick, loss, address, next),
             Some(NetEvent::Written(pkid)) => self.written(pkid, true),
             Some(NetEvent::Acked(pkid)) => {
                 if let Some(m) = self.delivery.take_unacked(pkid) {
@@ -917,7 +926,8 @@ impl Runner {
         }
     }
 
-    fn on_connected(&mut self) {
+    /// `address`: the node connected to (one of `broker.url` and `broker.failover`).
+    fn on_connected(&mut self, address: String) {
         self.apply_packet_limit();
         // A copy: the drop report below needs `self` while the connection is named.
         let Some(conn) = self.conn.clone() else {
@@ -928,21 +938,20 @@ impl Runner {
             Shared::add(&self.shared.counters.reconnects, 1);
         }
         self.ever_connected = true;
+        self.told_down.clear();
         match self.last_reason.take() {
             // Told once already: the broker drops us right after every connect.
             Some(_) if self.quick_loss.is_some() => {
-                debug!("Reconnected to the MQTT broker at {}", conn.address())
+                debug!("Reconnected to the MQTT broker at {address}")
             }
-            Some(_) => info!("Reconnected to the MQTT broker at {}", conn.address()),
+            Some(_) => info!("Reconnected to the MQTT broker at {address}"),
             None => info!(
                 "Connected to the MQTT broker at {} as client {:?}",
-                conn.address(),
-                conn.client_id
+                address, conn.client_id
             ),
         }
         self.delivery.end_overflow();
-        self.shared
-            .set(State::Connected, Some(conn.address()), None);
+        self.shared.set(State::Connected, Some(address), None);
         let hello = self.hello();
         self.apply_queue_bound();
         // Subscriptions first: the broker handles packets in order, so a callback watching the
@@ -982,9 +991,23 @@ impl Runner {
     }
 
     /// `quick`: the connection that ended had only just come up.
-    fn on_down(&mut self, reason: String, retry_in: Duration, quick: bool, loss: Loss) {
-        let Some(conn) = &self.conn else { return };
-        let address = conn.address();
+    fn on_down(
+        &mut self,
+        reason: String,
+        retry_in: Duration,
+        quick: bool,
+        loss: Loss,
+        address: String,
+        next: Option<String>,
+    ) {
+        if self.conn.is_none() {
+            return;
+        }
+        // Another node next, at once: said so instead of a delay.
+        let then = match &next {
+            Some(n) if retry_in.is_zero() => format!("trying {n} now"),
+            _ => "reconnecting".to_string(),
+        };
         let was_connected = std::mem::replace(&mut self.connected, false);
         let culprit = if was_connected {
             self.take_culprit(&loss)
@@ -1031,8 +1054,16 @@ impl Runner {
             self.quick_hinted = true;
             warn!("The MQTT broker at {address} keeps dropping this client right after it connects ({reason}): is another client using the same client id, or does its ACL refuse it? Reconnecting with growing delays; not logged again while it does");
         } else if was_connected {
-            warn!("Lost the connection to the MQTT broker at {address}: {reason}; reconnecting, and keeping messages meanwhile");
-        } else if self.last_reason.as_deref() != Some(reason.as_str()) {
+            warn!("Lost the connection to the MQTT broker at {address}: {reason}; {then}, and keeping messages meanwhile");
+        } else if next.is_some() && retry_in.is_zero() {
+            if self.told_down.insert(reason.clone()) {
+                warn!("Cannot connect to the MQTT broker at {address}: {reason}; {then}. Not logged again until a connection succeeds");
+            } else {
+                debug!("Still cannot connect to {address}: {reason}; {then}");
+            }
+        } else if self.last_reason.as_deref() != Some(reason.as_str())
+            && !self.told_down.contains(&reason)
+        {
             warn!(
                 "Cannot connect to the MQTT broker at {address}: {reason}; retrying in {} s, then less and less often (up to every 2 minutes); not logged again until the reason changes",
                 retry_in.as_secs()
@@ -1113,7 +1144,15 @@ impl Runner {
     }
 
     fn open_session(&mut self, conn: &ConnectionConfig) {
-        let address = conn.address();
+        let mut address = conn.address();
+        if !conn.failover.is_empty() {
+            let others: Vec<String> = conn
+                .failover
+                .iter()
+                .map(|(h, p)| crate::config::address_text(h, *p))
+                .collect();
+            address = format!("{address} (then {})", others.join(", "));
+        }
         info!(
             "Connecting to the MQTT broker at {address} with MQTT {}{}{}",
             match conn.protocol {

@@ -48,6 +48,7 @@ CONTRACT = {
 ADDED = {
     "broker.transport": "tcp",
     "broker.ws_path": "/mqtt",
+    "broker.failover": [],
     "publish.queueWhileOffline": True,
     "publish.offlineQueueSize": 10000,
     "publish.eventExclude": [],

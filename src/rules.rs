@@ -61,6 +61,8 @@ pub enum Check {
         max_bytes: usize,
         commands: &'static [&'static str],
     },
+    /// `broker.failover`: `host` or `host:port` entries, a list or one comma-separated text.
+    Addresses,
     /// Event names or shell-style patterns (`glob.rs`): a list of text, or one text of
     /// comma-separated ones, as the settings parse reads it.
     Patterns,
@@ -121,6 +123,10 @@ pub const RULES: &[Rule] = &[
         check: Check::Host,
     },
     whole("broker", "port", PORT, ""),
+    Rule {
+        path: ["broker", "failover"],
+        check: Check::Addresses,
+    },
     whole("broker", "keepalive", KEEPALIVE, "seconds"),
     whole("publish", "offlineQueueSize", QUEUE_SIZE, ""),
     Rule {
@@ -251,6 +257,25 @@ fn check_value(check: &Check, v: &Value) -> Option<String> {
                 (!unusable.is_empty()).then(|| unusable.join("; "))
             }
         },
+        Check::Addresses => {
+            let entries: Vec<String> = match v {
+                Value::Null => Vec::new(),
+                Value::String(s) => s.split(',').map(str::to_owned).collect(),
+                Value::Array(items) => {
+                    match items.iter().map(Value::as_str).collect::<Option<Vec<_>>>() {
+                        Some(items) => items.into_iter().map(str::to_owned).collect(),
+                        None => return Some("enter the addresses as text".into()),
+                    }
+                }
+                _ => return Some("enter the addresses as text".into()),
+            };
+            let bad: Vec<String> = entries
+                .iter()
+                .filter(|e| !e.trim().is_empty())
+                .filter_map(|e| config::failover_address(e, 1883).err())
+                .collect();
+            (!bad.is_empty()).then(|| bad.join("; "))
+        }
         Check::Topic => {
             let t = topic_text(v).unwrap_or_default();
             config::birth_topic_problem(t.trim())

@@ -207,6 +207,26 @@ $(function () {
         return unusable.join("; ");
     }
 
+    // True when a failover entry is not host, host:port, [v6]:port or a bare IPv6 address.
+    function addressError(entry) {
+        if (!entry.length) return false;
+        if (entry.indexOf("://") >= 0 || /[\s\/]/.test(entry)) return true;
+        var host = entry;
+        var port = null;
+        var v6 = /^\[([^\]]*)\](?::(.*))?$/.exec(entry);
+        if (entry[0] === "[") {
+            if (!v6) return true;
+            host = v6[1];
+            port = v6[2] === undefined ? null : v6[2];
+        } else if ((entry.match(/:/g) || []).length === 1) {
+            host = entry.split(":")[0];
+            port = entry.split(":")[1];
+        }
+        if (!host.length) return true;
+        if (port === null) return false;
+        return !/^[0-9]+$/.test(port) || Number(port) < 1 || Number(port) > 65535;
+    }
+
     // The patterns field takes them separated by commas or whitespace, as typed.
     function splitPatterns(typed) {
         return _.filter(text(typed).split(/[\p{White_Space},]+/u), function (p) {
@@ -250,6 +270,26 @@ $(function () {
                     ? part.split("{" + rule.placeholder + "}").join(rule.sample)
                     : part;
                 return topicError(text(base) + rendered, part, true, rule.max_bytes);
+            // config.rs failover_address, for each comma-separated entry.
+            case "addresses":
+                if (value === undefined || value === null) return "";
+                if (_.isArray(value) && !_.every(value, _.isString)) {
+                    return gettext("enter the addresses as text");
+                }
+                if (!_.isArray(value) && !_.isString(value)) {
+                    return gettext("enter the addresses as text");
+                }
+                var entries = _.isArray(value) ? value : value.split(",");
+                var wrong = _.filter(entries, function (entry) {
+                    return addressError(text(entry).trim());
+                });
+                return wrong.length
+                    ? _.sprintf(gettext("not host or host:port: %(entries)s"), {
+                          entries: _.map(wrong, function (e) {
+                              return text(e).trim();
+                          }).join(", ")
+                      })
+                    : "";
             case "patterns":
                 return patternsError(value);
             // config.rs birth_topic_problem: nothing (not watched) or a whole topic.

@@ -85,6 +85,7 @@ def test_progress_percent_rules():
 
 PRINTING_TOPIC = f"{BASE}progress/printing"
 SLICING_TOPIC = f"{BASE}progress/slicing"
+INSTANCE_TOPIC = f"{BASE}mqtt/instance"
 PROGRESS_KEYS = ["location", "path", "progress", "_timestamp"]
 SLICING_KEYS = [
     "slicer",
@@ -123,7 +124,9 @@ def test_print_progress_temperatures_and_metadata(broker, subscriber_factory, oc
     startup = sub.messages()
     assert startup[0].topic == STATUS_TOPIC and startup[0].payload == b"connected", startup[:3]
     not_events = [
-        m for m in startup[1:] if not m.topic.startswith(f"{BASE}event/") and m.topic != STATE_TOPIC
+        m
+        for m in startup[1:]
+        if not m.topic.startswith(f"{BASE}event/") and m.topic not in (STATE_TOPIC, INSTANCE_TOPIC)
     ]
     assert [m.topic for m in not_events[:2]] == [PRINTING_TOPIC, SLICING_TOPIC], not_events
     reset = decode(not_events[0])

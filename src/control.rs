@@ -284,7 +284,11 @@ impl Control {
         let request = match Request::read(name, &m.payload) {
             Ok(r) => r,
             Err((id, why)) => {
-                info!("Remote control: refused a request on {:?}: {why}", m.topic);
+                info!(
+                    "Remote control: refused a request on {:?}: {}",
+                    m.topic,
+                    one_line(&why)
+                );
                 return Taken::Answer(vec![answer(&reply, &id, name, &Outcome::Refused(why))]);
             }
         };
@@ -335,8 +339,9 @@ impl Control {
             Ok(args) => args,
             Err(why) => {
                 info!(
-                    "Remote control: refused {command}{}: {why}",
-                    id_text(&request.id)
+                    "Remote control: refused {command}{}: {}",
+                    id_text(&request.id),
+                    one_line(&why)
                 );
                 let outcome = Outcome::Refused(why);
                 let msg = answer(&reply, &request.id, command, &outcome);
@@ -373,7 +378,11 @@ impl Control {
         match &outcome {
             Outcome::Done(_) => info!("Remote control: {}{id} done", run.command),
             Outcome::Refused(why) | Outcome::Retry(why) => {
-                info!("Remote control: {}{id} refused: {why}", run.command)
+                info!(
+                    "Remote control: {}{id} refused: {}",
+                    run.command,
+                    one_line(why)
+                )
             }
         }
         if let Some(key) = &run.key {
@@ -444,6 +453,22 @@ fn id_text(id: &Value) -> String {
     } else {
         format!(" (id {id})")
     }
+}
+
+/// A reason for the log, where it may quote the payload (the plugin's "file not found:
+/// <path>"): line breaks and other control characters escaped, so that a request cannot
+/// write lines of its own into octoprint.log.
+fn one_line(why: &str) -> String {
+    let mut out = String::with_capacity(why.len());
+    for c in why.chars() {
+        match c {
+            // Line separators to Python's splitlines and some log viewers.
+            '\u{2028}' | '\u{2029}' => out.extend(c.escape_unicode()),
+            c if c.is_control() => out.extend(c.escape_default()),
+            c => out.push(c),
+        }
+    }
+    out
 }
 
 fn answer(reply: &Reply, id: &Value, command: &str, outcome: &Outcome) -> Message {
@@ -826,6 +851,18 @@ mod tests {
             let why = refused(c.take1(&request(&format!("{t}{command}"), payload)));
             assert!(why.contains(expected), "{command} {payload}: {why}");
         }
+    }
+
+    #[test]
+    fn reasons_are_logged_on_one_line() {
+        assert_eq!(
+            one_line("file not found: a\n2026-01-01 - forged\r\u{2028}.gcode"),
+            "file not found: a\\n2026-01-01 - forged\\r\\u{2028}.gcode"
+        );
+        assert_eq!(
+            one_line("no serial port 'COM9' (it is \"Offline\")"),
+            "no serial port 'COM9' (it is \"Offline\")"
+        );
     }
 
     #[test]

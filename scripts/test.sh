@@ -4,8 +4,9 @@
 set -euo pipefail
 source "$(dirname "$0")/env.sh"
 cd "$ROOT"
-# The browser tests drive Debian's Chromium (Playwright's own browser download is not used).
-apt_install chromium
+# The browser tests drive Debian's Chromium (Playwright's own browser download is not used);
+# the failover tests a cluster of Debian's nats-server.
+apt_install chromium nats-server
 
 log "cargo fmt --check"
 cargo fmt --check

@@ -16,6 +16,7 @@ import pytest
 # tests/support/ is importable through setup.cfg's `pythonpath = tests`.
 from support import installed
 from support.browser_env import CHROMIUM, launch
+from support.corekit import wait_state
 from support.mqtt_env import Broker, Subscriber, free_port, wait_for_port
 from support.tls_certs import (
     OPENSSL_MAX_TLS12,
@@ -237,6 +238,45 @@ def octoprint_factory(request: pytest.FixtureRequest, tmp_path: Path, broker_fac
         instance.stop()
         if _test_failed(request):
             _print_tail(f"octoprint.log in {instance.basedir}", instance.log_text())
+
+
+@pytest.fixture
+def nats_cluster(request: pytest.FixtureRequest, tmp_path: Path):
+    """A running 3-node NATS cluster with an MQTT listener per node (support/nats_env.py);
+    its logs are printed when the test failed."""
+    from support.nats_env import NatsCluster
+
+    cluster = NatsCluster(tmp_path / "nats")
+    try:
+        cluster.start()
+        yield cluster
+    finally:
+        cluster.stop()
+        if _test_failed(request):
+            _print_tail("nats-server logs", cluster.logs(), lines=200)
+
+
+@pytest.fixture
+def plugin_factory(caplog):
+    """plugin_factory(settings=None, wait=True) -> MqttPlugin made without OctoPrint, its core
+    configured directly (and connected, with wait): the helpers other plugins call, for real."""
+    from octoprint_mqtt.plugin import MqttPlugin
+
+    caplog.set_level(logging.DEBUG, logger="octoprint.plugins.mqtt")
+    made = []
+
+    def make(settings=None, wait=True):
+        plugin = MqttPlugin()
+        made.append(plugin)
+        if settings is not None:
+            plugin._core.configure(settings)
+            if wait:
+                wait_state(plugin._core, "connected")
+        return plugin
+
+    yield make
+    for plugin in made:
+        plugin._core.stop(2.0)
 
 
 @pytest.fixture

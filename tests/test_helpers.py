@@ -22,28 +22,7 @@ from support.corekit import (
 )
 from support.mqtt_env import read_retained
 
-from octoprint_mqtt.plugin import MqttPlugin
-
 JPEG_SIZE = 512 * 1024
-
-
-@pytest.fixture
-def plugin_factory(caplog):
-    caplog.set_level(logging.DEBUG, logger="octoprint.plugins.mqtt")
-    made = []
-
-    def make(settings=None, wait=True):
-        plugin = MqttPlugin()
-        made.append(plugin)
-        if settings is not None:
-            plugin._core.configure(settings)
-            if wait:
-                wait_state(plugin._core, "connected")
-        return plugin
-
-    yield make
-    for plugin in made:
-        plugin._core.stop(2.0)
 
 
 @pytest.fixture(params=["MQTTv311", "MQTTv5"])

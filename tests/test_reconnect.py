@@ -199,13 +199,19 @@ def test_broker_killed_mid_burst_every_qos1_message_arrives(
         ids = {int(m.payload) for m in sub.messages(f"{base}q")}
         return sorted(set(range(total)) - ids)
 
+    def only_the_last_moment() -> bool:
+        return all(killed_at - 0.5 <= sent_at[i] <= killed_at for i in missing())
+
+    # How many the broker loses depends on how far its last save was behind (11 were seen on a
+    # 2-core machine), so the rule is when they were sent, not how many.
     try:
-        wait_until(lambda: len(missing()) <= 10, 60, "all but what the killed broker lost")
+        wait_until(only_the_last_moment, 60, "all but what the killed broker lost")
     except AssertionError:
         lost = missing()
         pytest.fail(f"{len(lost)} never arrived, e.g. {lost[:10]}; core: {core.status()}")
     time.sleep(1.0)  # stragglers
     lost = missing()
+    assert len(lost) <= 100, lost
     # (id, seconds between its publish and the kill): only the last moment's may be missing.
     late = [(i, round(killed_at - sent_at[i], 3)) for i in lost]
     assert all(killed_at - 0.5 <= sent_at[i] <= killed_at for i in lost), late

@@ -364,6 +364,11 @@ class Subscriber:
             )
         return found
 
+    def publish(self, topic: str, payload: bytes, qos: int = 1) -> bool:
+        """Publish on this subscriber's own connection (a client of the same broker node)."""
+        self._client.publish(topic, payload, qos=qos)
+        return True
+
     def messages(self, topic: str | None = None) -> list[Message]:
         with self._cond:
             return self._matching(topic)

@@ -304,3 +304,35 @@ def table(r: dict) -> str:
             f"| {_ratio(us, bl)} | {_ratio(us, ce)} | {target} | {mark} |"
         )
     return "\n".join(lines)
+
+
+def farm_table(f: dict) -> str:
+    """Figure 9 on its own: one contender (the classic plugin has no failover to compare)."""
+    n = len(f["runs"])
+    rows = [
+        ("instances (on the killed node)", f"{f['instances']} ({f['on_killed_node']})", ""),
+        ("QoS 1 messages per run", f"{f['messages']:,}", ""),
+        (
+            "lost, worst run",
+            f"{f['worst_lost']}",
+            "0 | " + ("yes" if f["worst_lost"] == 0 else "**no**"),
+        ),
+        ("duplicates", _fmt(f["duplicates"], ""), ""),
+        ("every instance connected again (s)", _fmt(f["back_max_s"], ""), ""),
+        ("every instance delivering again (s)", _fmt(f["delivering_max_s"], ""), ""),
+        (
+            "broker CPU per delivered message (µs, 3 nodes)",
+            _fmt(f["broker_cpu_us_per_msg"], ""),
+            "",
+        ),
+    ]
+    lines = [
+        f"Figure 9, a farm on a 3-node NATS cluster, one node killed (median of {n} run(s)):",
+        "",
+        "| measure | value | target | met |",
+        "|---|---:|---|---|",
+    ]
+    for what, value, target in rows:
+        t, _, met = target.partition(" | ")
+        lines.append(f"| {what} | {value} | {t} | {met} |")
+    return "\n".join(lines)

@@ -20,13 +20,14 @@ HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
 sys.path.insert(0, str(ROOT / "tests"))  # the suite's real-broker and real-OctoPrint helpers
 
+import farm  # noqa: E402
 import figures  # noqa: E402
 import report  # noqa: E402
 from support.mqtt_env import Broker, free_port  # noqa: E402
 
 FULL = {"n": 100_000, "reps": 3, "latency_n": 2_000, "memory_n": 1_000_000, "offline_n": 20_000}
 QUICK = {"n": 10_000, "reps": 1, "latency_n": 500, "memory_n": 100_000, "offline_n": 20_000}
-ALL = "12345678"
+ALL = "123456789"
 
 # Mosquitto's defaults drop QoS 1 messages beyond 1,000 queued for a subscriber that is
 # momentarily behind, and allow only 20 in flight: the broker would be measured, not clients.
@@ -106,6 +107,12 @@ def main() -> int:
         if "8" in a.only:
             step("figure 8: inside a real OctoPrint")
             results["octoprint"] = inside_octoprint(cwd, broker, 20_000)
+        if "9" in a.only:
+            step(
+                f"figure 9: {farm.INSTANCES} cores on a 3-node NATS cluster, a node killed,"
+                f" {size['reps']} run(s) of about 30 s"
+            )
+            results["farm"] = farm.farm(cwd, size["reps"])
     finally:
         broker.stop()
     results["machine"] = report.machine()
@@ -116,6 +123,8 @@ def main() -> int:
         f"Benchmark of {stamp} ({results['seconds']:.0f} s{', quick' if a.quick else ''}) on "
         f"{results['machine']}\n\n{report.table(results)}\n"
     )
+    if "farm" in results:
+        text += f"\n{report.farm_table(results['farm'])}\n"
     (cwd / "table.md").write_text(text)
     print(text)
     print(f"(raw figures in {cwd / 'results.json'})", file=sys.stderr)

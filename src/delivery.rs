@@ -8,8 +8,9 @@
 use std::collections::VecDeque;
 use std::sync::atomic::Ordering::Relaxed;
 use std::sync::Arc;
+use std::time::{Duration, Instant};
 
-use crate::message::{Message, Qos};
+use crate::message::{Identity, Message, Qos};
 use crate::queue::{OfflineQueue, BYTES_MAX};
 use crate::status::Shared;
 
@@ -40,7 +41,7 @@ pub struct Delivery {
     handed: VecDeque<Message>,
     handed_bytes: usize,
     /// QoS 1/2: written, not yet acknowledged, by packet id, in order.
-    unacked: VecDeque<(u16, Message)>,
+    unacked: VecDeque<(u16, Message, Instant)>,
     /// Bytes of `handed` and `unacked` together.
     in_flight_bytes: usize,
     /// `publish.offlineQueueSize`.
@@ -132,28 +133,47 @@ impl Delivery {
             self.in_flight_bytes -= m.cost();
             return Some(Written::Done(m));
         }
-        self.unacked.push_back((pkid, m));
-        self.unacked.back().map(|(_, m)| Written::Kept(m))
+        self.unacked.push_back((pkid, m, Instant::now()));
+        self.unacked.back().map(|(_, m, _)| Written::Kept(m))
     }
 
     /// The broker acknowledged (or refused) this packet id.
     pub fn take_unacked(&mut self, pkid: u16) -> Option<Message> {
-        let i = self.unacked.iter().position(|(p, _)| *p == pkid)?;
-        let (_, m) = self.unacked.remove(i)?;
+        let i = self.unacked.iter().position(|(p, _, _)| *p == pkid)?;
+        let (_, m, _) = self.unacked.remove(i)?;
         self.in_flight_bytes -= m.cost();
         Some(m)
     }
 
     pub fn is_unacked(&self, pkid: u16) -> bool {
-        self.unacked.iter().any(|(p, _)| *p == pkid)
+        self.unacked.iter().any(|(p, _, _)| *p == pkid)
     }
 
     pub fn oldest_unacked(&self) -> Option<u16> {
-        self.unacked.front().map(|(p, _)| *p)
+        self.unacked.front().map(|(p, _, _)| *p)
     }
 
     pub fn newest_unacked(&self) -> Option<u16> {
-        self.unacked.back().map(|(p, _)| *p)
+        self.unacked.back().map(|(p, _, _)| *p)
+    }
+
+    /// QoS 1/2 messages written no longer than `within` ago and not acknowledged, oldest first.
+    pub fn unacked_since(&self, within: Duration) -> impl Iterator<Item = &Message> {
+        self.unacked
+            .iter()
+            .filter(move |(_, _, at)| at.elapsed() <= within)
+            .map(|(_, m, _)| m)
+    }
+
+    /// Takes that unacknowledged message out (it will not be sent again).
+    pub fn take_unacked_message(&mut self, id: &Identity) -> Option<Message> {
+        let i = self
+            .unacked
+            .iter()
+            .position(|(_, m, _)| m.identity() == *id)?;
+        let (_, m, _) = self.unacked.remove(i)?;
+        self.in_flight_bytes -= m.cost();
+        Some(m)
     }
 
     /// The message being written when the connection broke (rumqttc never reported it).
@@ -191,7 +211,7 @@ impl Delivery {
         let back: Vec<Message> = self
             .unacked
             .drain(..)
-            .map(|(_, m)| m)
+            .map(|(_, m, _)| m)
             .chain(self.handed.drain(..))
             .filter(|m| keep(m))
             .collect();

@@ -39,6 +39,24 @@ pub struct Message {
     pub correlation: Option<bytes::Bytes>,
 }
 
+/// Which message this is across re-sends: a re-sent message keeps its payload's buffer.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Identity {
+    topic: String,
+    payload_at: usize,
+    payload_len: usize,
+}
+
+impl Message {
+    pub fn identity(&self) -> Identity {
+        Identity {
+            topic: self.topic.clone(),
+            payload_at: self.payload.as_ptr() as usize,
+            payload_len: self.payload.len(),
+        }
+    }
+}
+
 /// A message the broker delivered to one of our subscriptions.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Incoming {

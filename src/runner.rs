@@ -21,7 +21,7 @@ use crate::executor::{self, Executor};
 use crate::failure::Loss;
 use crate::instance::{Card, Instances, Seen};
 use crate::link::{self, NetEvent, Session};
-use crate::message::{Incoming, Message, Qos};
+use crate::message::{Identity, Incoming, Message, Qos};
 use crate::printer::Printer;
 use crate::status::{Shared, State};
 
@@ -43,6 +43,13 @@ const BATCH: usize = 512;
 /// broker has no other way to refuse a packet over its size limit.
 const SUSPECT_WINDOW: Duration = Duration::from_secs(2);
 const SUSPECT_MIN: usize = 16 << 10;
+/// A broker that closes the connection this many times in a row while the same QoS 1/2
+/// message is unacknowledged refuses that message, whatever its size (NATS closes it for a
+/// topic holding `.` or a space): it is dropped rather than block everything behind it.
+const STUBBORN_LOSSES: u32 = 3;
+/// ... each time this soon after it was written: a broker busy electing a leader closes
+/// connections seconds after what they sent, a refusal comes at once.
+const STUBBORN_WINDOW: Duration = Duration::from_millis(500);
 /// Received messages waiting for the Python callbacks' thread.
 pub const DISPATCH_CAPACITY: usize = 10_000;
 
@@ -244,6 +251,9 @@ struct Runner {
     suspect: Option<Suspect>,
     /// The last connection ended right after a large message (see `take_culprit`).
     struck: bool,
+    /// A message in flight at each of the last connection losses, and how many (see
+    /// `take_stubborn`).
+    stubborn: Option<(Identity, u32)>,
     /// The broker's packet limit from its CONNACK (MQTT 5), and the one learnt from it
     /// closing the connection right after a large message; the smaller one is in force.
     announced_max: Option<usize>,
@@ -314,6 +324,7 @@ impl Runner {
             delivery: Delivery::new(shared.clone(), queue_capacity),
             suspect: None,
             struck: false,
+            stubborn: None,
             announced_max: None,
             learned_max: None,
             last_reason: None,
@@ -843,6 +854,37 @@ impl Runner {
         Some(self.blame(culprit, refused))
     }
 
+    /// The message dropped when the connection was lost right after the same QoS 1/2 message
+    /// was written, unacknowledged, at each of the last [`STUBBORN_LOSSES`] losses. A broker
+    /// restarting loses connections too, but acknowledges what is re-sent once it is back.
+    fn take_stubborn(&mut self) -> Option<Message> {
+        let status_topic = self
+            .conn
+            .as_ref()
+            .and_then(|c| c.status.as_ref())
+            .map(|s| &s.topic);
+        // Our own status messages are never re-sent, so never the same one twice.
+        let own = |m: &Message| Some(&m.topic) == status_topic && is_status_payload(&m.payload);
+        let recent: Vec<Identity> = self
+            .delivery
+            .unacked_since(STUBBORN_WINDOW)
+            .filter(|m| !own(m))
+            .map(Message::identity)
+            .collect();
+        let count = match self.stubborn.take() {
+            Some((id, n)) if recent.contains(&id) => (id, n + 1),
+            _ => (recent.into_iter().next()?, 1),
+        };
+        if count.1 < STUBBORN_LOSSES {
+            self.stubborn = Some(count);
+            return None;
+        }
+        let m = self.delivery.take_unacked_message(&count.0)?;
+        Shared::add(&self.shared.counters.rejected, 1);
+        self.shared.first_refusal(&m.topic);
+        Some(m)
+    }
+
     /// Counts the culprit as rejected; one refused for its size lowers the learnt limit.
     fn blame(&mut self, culprit: Culprit, refused: Option<&str>) -> Culprit {
         Shared::add(&self.shared.counters.rejected, 1);
@@ -1023,14 +1065,25 @@ impl Runner {
                 warn!("{unconfirmed} QoS 0 messages written after the MQTT broker last answered are probably lost (QoS 0 is never sent again; use QoS 1 for what must arrive)");
             }
         }
+        let stubborn = match (&culprit, &loss) {
+            (None, Loss::Closed) if was_connected => self.take_stubborn(),
+            _ => None,
+        };
         self.suspect = None;
         self.delivery.end_connected_overflow();
         self.requeue_in_flight();
         self.apply_queue_bound();
         // The same quick loss twice in a row: the broker drops this client at once.
-        let repeated =
-            quick && culprit.is_none() && self.quick_loss.as_deref() == Some(reason.as_str());
-        if let Some(c) = &culprit {
+        let blamed = culprit.is_some() || stubborn.is_some();
+        let repeated = quick && !blamed && self.quick_loss.as_deref() == Some(reason.as_str());
+        if let Some(m) = &stubborn {
+            warn!(
+                "The MQTT broker at {address} closed the connection {STUBBORN_LOSSES} times in a row while the {}-byte QoS {} message on {} waited for its acknowledgement: it refuses that message (NATS refuses topics with '.' or a space; an ACL may refuse it too). That message was dropped and is not sent again; reconnecting",
+                m.packet_size(),
+                m.qos as u8,
+                crate::status::shown(&m.topic)
+            );
+        } else if let Some(c) = &culprit {
             // Told here: a refusal of the next one on this topic is not news.
             self.shared.first_refusal(&c.topic);
             let limit = match (self.shared.max_packet(), &loss) {
@@ -1071,7 +1124,7 @@ impl Runner {
         } else {
             debug!("Still cannot connect to {address}: {reason}");
         }
-        if quick && culprit.is_none() {
+        if quick && !blamed {
             if !repeated {
                 self.quick_hinted = false;
             }
@@ -1121,6 +1174,7 @@ impl Runner {
         self.announced_max = None;
         self.learned_max = None;
         self.struck = false;
+        self.stubborn = None;
         self.shared.forget_refusals();
         match self.conn.clone() {
             None => {

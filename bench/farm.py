@@ -171,7 +171,6 @@ def once(cwd: Path, rep: int) -> dict:
 
 
 def farm(cwd: Path, reps: int) -> dict:
-    runs = [once(cwd, rep) for rep in range(reps)]
     import logging
 
     # The cores' warnings about the killed node go to a file, not over the table.
@@ -179,6 +178,7 @@ def farm(cwd: Path, reps: int) -> dict:
     log.addHandler(logging.FileHandler(cwd / "farm.log"))
     log.setLevel(logging.INFO)
     log.propagate = False
+    runs = [once(cwd, rep) for rep in range(reps)]
     keys = (
         "back_max_s",
         "back_median_s",

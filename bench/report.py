@@ -317,7 +317,7 @@ def farm_table(f: dict) -> str:
             f"{f['worst_lost']}",
             "0 | " + ("yes" if f["worst_lost"] == 0 else "**no**"),
         ),
-        ("duplicates", _fmt(f["duplicates"], ""), ""),
+        ("duplicates", f"{f['duplicates']:.0f}", ""),
         ("every instance connected again (s)", _fmt(f["back_max_s"], ""), ""),
         ("every instance delivering again (s)", _fmt(f["delivering_max_s"], ""), ""),
         (

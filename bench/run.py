@@ -121,8 +121,10 @@ def main() -> int:
     (cwd / "results.json").write_text(json.dumps(results, indent=1))
     text = (
         f"Benchmark of {stamp} ({results['seconds']:.0f} s{', quick' if a.quick else ''}) on "
-        f"{results['machine']}\n\n{report.table(results)}\n"
+        f"{results['machine']}\n"
     )
+    if list(report.rows(results)):
+        text += f"\n{report.table(results)}\n"
     if "farm" in results:
         text += f"\n{report.farm_table(results['farm'])}\n"
     (cwd / "table.md").write_text(text)

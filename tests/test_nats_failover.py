@@ -143,8 +143,8 @@ def test_killing_the_connected_node_loses_no_qos1_message_and_keeps_the_session(
     # Elections close connections too, but nothing is refused for it.
     assert after["dropped"] == 0 and after["rejected"] == 0, after
 
-    # The subscription made before the kill is the cluster's (kept in the session): the plugin
-    # never had to renew it for it to receive again.
+    # The subscription made before the kill still receives (the session kept it, and the
+    # plugin renews its subscriptions at every connect anyway).
     wait_until(
         lambda: sub.publish(f"{base}command", b"after", qos=1) and b"after" in commands,
         20,

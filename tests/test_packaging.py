@@ -128,3 +128,58 @@ def test_workflow_builds_every_platform_and_publishes_only_tags(workflow):
     assert set(publish["needs"]) >= {"wheels", "sdist", "test-x86_64", "test-sdist"}
     assert workflow["permissions"] == {"contents": "read"}
     assert "v*" in workflow["on"]["push"]["tags"]
+
+
+# The platforms the release workflow builds wheels for.
+RELEASE_TARGETS = (
+    "x86_64-unknown-linux-gnu",
+    "aarch64-unknown-linux-gnu",
+    "armv7-unknown-linux-gnueabihf",
+    "x86_64-unknown-linux-musl",
+    "aarch64-unknown-linux-musl",
+)
+
+
+def _version(text: str) -> tuple[int, int, int]:
+    major, minor, patch = (text.split(".") + ["0", "0"])[:3]
+    return int(major), int(minor), int(patch)
+
+
+def test_rust_version_covers_every_crate_the_build_compiles():
+    # Only one toolchain can be installed here, so the minimum supported Rust is checked from
+    # what the locked crates declare (their `rust-version`), for the crates a release build
+    # compiles: normal and build dependencies on the release targets, not the test-only ones.
+    import json
+    import subprocess
+
+    import tomllib
+
+    ours = tomllib.loads((ROOT / "Cargo.toml").read_text())["package"]["rust-version"]
+    compiled: set[str] = set()
+    for target in RELEASE_TARGETS:
+        tree = subprocess.run(
+            ["cargo", "tree", "--locked", "-e", "normal,build", "--target", target]
+            + ["--prefix", "none", "--format", "{p}"],
+            cwd=ROOT,
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout
+        compiled |= {line.split()[0] for line in tree.splitlines() if line.strip()}
+    meta = subprocess.run(
+        ["cargo", "metadata", "--locked", "--format-version", "1"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
+    needs = {
+        p["name"]: p["rust_version"]
+        for p in json.loads(meta)["packages"]
+        if p["name"] in compiled and p.get("rust_version")
+    }
+    highest = max(needs.values(), key=_version)
+    assert _version(ours) >= _version(highest), (
+        f"Cargo.toml says rust-version {ours}, but "
+        f"{sorted(n for n, v in needs.items() if _version(v) > _version(ours))} need {highest}"
+    )

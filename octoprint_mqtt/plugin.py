@@ -259,7 +259,7 @@ class MqttPlugin(
 
     def on_event(self, event, payload):
         # Called for every OctoPrint event on its event thread: the core call inline, without
-        # _report's extra call (see the README's benchmark).
+        # _report's extra call (see docs/benchmark.md).
         try:
             self._core.publish_event(event, payload)
         except ValueError as exc:

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# The benchmark (README, "Benchmark"): installs what it needs (apt mosquitto and nats-server,
+# The benchmark (docs/benchmark.md): installs what it needs (apt mosquitto and nats-server,
 # a virtualenv bench/.venv with OctoPrint and paho-mqtt 1.6.1), builds the plugin in release
 # mode into it and the Rust ceiling clients, then runs bench/run.py. Arguments go to run.py,
 # e.g. --quick.

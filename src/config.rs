@@ -520,7 +520,7 @@ const MAX_CLIENT_ID_BYTES: usize = 65_535;
 const MIN_V5_KEEPALIVE: u16 = 5;
 
 impl Settings {
-    /// Replaces the values that parse but cannot work with what the README's settings table
+    /// Replaces the values that parse but cannot work with what docs/settings.md's table
     /// names as their fallback, and says for each what was wrong (with the key, like the
     /// parse warnings). Without it they would fail quietly: a last will on a wildcard topic
     /// makes the broker drop every connection, a longer client id is sent with a wrong length.

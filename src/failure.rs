@@ -286,6 +286,10 @@ fn describe_io(e: &io::Error, address: &str, ctx: Ctx) -> String {
     }
 }
 
+/// A refused CONNECT's "not authorised": what to check.
+const NOT_AUTHORISED: &str =
+    "not authorised (check the user name, the password and the broker's ACL)";
+
 pub fn describe_v4(e: &rumqttc::ConnectionError, address: &str, ctx: Ctx) -> String {
     use rumqttc::{ConnectReturnCode as C, ConnectionError as E};
     if let Some(said) = describe_shared!(rumqttc, e, address, ctx) {
@@ -296,7 +300,9 @@ pub fn describe_v4(e: &rumqttc::ConnectionError, address: &str, ctx: Ctx) -> Str
             C::BadUserNamePassword => {
                 "the broker refused the connection: bad user name or password".into()
             }
-            C::NotAuthorized => "the broker refused the connection: not authorised".into(),
+            // Mosquitto 2 answers this to a wrong password too, never "bad user name or
+            // password".
+            C::NotAuthorized => format!("the broker refused the connection: {NOT_AUTHORISED}"),
             C::BadClientId => "the broker refused the connection: client id rejected".into(),
             C::RefusedProtocolVersion => {
                 "the broker refused the connection: it does not speak MQTT 3.1.1".into()
@@ -326,7 +332,7 @@ pub fn describe_v5(e: &v5::ConnectionError, address: &str, ctx: Ctx) -> String {
         E::ConnectionRefused(code) => {
             let why = match code {
                 C::BadUserNamePassword => "bad user name or password",
-                C::NotAuthorized => "not authorised",
+                C::NotAuthorized => NOT_AUTHORISED,
                 C::ClientIdentifierNotValid | C::BadClientId => "client id rejected",
                 C::UnsupportedProtocolVersion | C::RefusedProtocolVersion => {
                     "it does not speak MQTT 5"

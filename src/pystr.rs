@@ -2,7 +2,7 @@
 //!
 //! With the stable ABI for Python 3.8 (abi3-py38), pyo3 can only read a `str` by encoding it
 //! into a new `bytes` object and copying that: an allocation, a copy and a free for every key
-//! and value of every event, the largest cost of encoding one (see the README's benchmark).
+//! and value of every event, the largest cost of encoding one (see docs/benchmark.md).
 //! `PyUnicode_AsUTF8AndSize` returns the UTF-8 text CPython keeps inside the object (the
 //! characters themselves for ASCII text) and exists in every CPython 3, but is part of the
 //! stable ABI only from 3.10, so pyo3 does not declare it for 3.8.

@@ -1,4 +1,4 @@
-"""Keeps the benchmark (bench/, README "Benchmark") from rotting: its worker drives the plugin's
+"""Keeps the benchmark (bench/, docs/benchmark.md) from rotting: its worker drives the plugin's
 entry points with a handful of events in every mode. The baseline (paho-mqtt 1.6) and the Rust
 ceiling clients are not run here: they need the benchmark's own virtualenv and build."""
 

@@ -50,7 +50,10 @@ def test_each_outcome_in_words(password_broker):
 
     refused = probe(with_user(b, "wrong"))
     assert refused["ok"] is False
-    assert refused["reason"] == "the broker refused the connection: not authorised", refused
+    assert refused["reason"] == (
+        "the broker refused the connection: not authorised"
+        " (check the user name, the password and the broker's ACL)"
+    ), refused
     refused5 = probe(with_user(b, "wrong", protocol="MQTTv5"))
     # Mosquitto 2.0 answers "not authorised" to a bad password in both protocols.
     assert refused5["reason"] == refused["reason"], refused5

@@ -1,5 +1,5 @@
 """Settings the core cannot use as they are (typically hand-edited in config.yaml): each is
-logged once, naming the key and why, and the core does what the README's settings table says
+logged once, naming the key and why, and the core does what docs/settings.md's table says
 instead (a status topic of `<base>mqtt` or none, a random client id, no broker, TCP,
 `_timestamp`) rather than failing in silence or reconnecting forever.
 

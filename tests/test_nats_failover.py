@@ -87,7 +87,7 @@ def test_killing_the_connected_node_loses_no_qos1_message_and_keeps_the_session(
     def publish_all():
         for i in range(TOTAL):
             # Not retained: NATS writes each retained message to a stream of its own first,
-            # ten times slower (README, NATS's MQTT).
+            # ten times slower (docs/farms.md).
             assert plugin.mqtt_publish(
                 f"{base}seq", str(i), retained=False, qos=1, allow_queueing=True
             )

@@ -227,7 +227,7 @@ def test_the_home_assistant_tab(chromium, broker, octoprint_factory):
     expect(page.locator("#mqtt_ha_node_id")).to_have_value("")
     expect(page.locator("#mqtt_ha_node_id")).to_have_attribute("placeholder", generated)
     expect(page.locator("#mqtt_ha_status")).to_have_text("Discovery is off.")
-    expect(tab.locator('a[href$="#home-assistant"]')).to_have_count(1)
+    expect(tab.locator('a[href$="docs/homeassistant.md"]')).to_have_count(1)
 
     # Checked as typed, with the core's rules.
     page.fill("#mqtt_ha_node_id", "my printer")

@@ -16,7 +16,6 @@ import pytest
 # tests/support/ is importable through setup.cfg's `pythonpath = tests`.
 from support import installed
 from support.browser_env import CHROMIUM, launch
-from support.corekit import wait_state
 from support.mqtt_env import Broker, Subscriber, free_port, wait_for_port
 from support.tls_certs import (
     OPENSSL_MAX_TLS12,
@@ -260,6 +259,9 @@ def nats_cluster(request: pytest.FixtureRequest, tmp_path: Path):
 def plugin_factory(caplog):
     """plugin_factory(settings=None, wait=True) -> MqttPlugin made without OctoPrint, its core
     configured directly (and connected, with wait): the helpers other plugins call, for real."""
+    # Imported here: conftest.py must load without the plugin (test_installed_plugin_check.py).
+    from support.corekit import wait_state
+
     from octoprint_mqtt.plugin import MqttPlugin
 
     caplog.set_level(logging.DEBUG, logger="octoprint.plugins.mqtt")

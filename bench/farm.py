@@ -13,7 +13,7 @@ import threading
 import time
 from pathlib import Path
 
-from support.nats_env import NatsCluster, paho_client
+from support.nats_env import NatsCluster, paho_client, wait_while_arriving
 
 INSTANCES = 50
 # A print, compressed: start, layer changes, progress, temperature reports, done.
@@ -136,12 +136,7 @@ def once(cwd: Path, rep: int) -> dict:
         for t in printers:
             t.join(120)
         expected = INSTANCES * len(PRINT)
-        last, last_progress = watcher.distinct(), time.monotonic()
-        while last < expected and time.monotonic() - last_progress < 30:
-            time.sleep(0.5)
-            now = watcher.distinct()
-            if now > last:
-                last, last_progress = now, time.monotonic()
+        last = wait_while_arriving(watcher.distinct, expected, stall=30)
         finished = time.monotonic()
         cpu = sum(
             (cpu_victim if n is victim else n.cpu_seconds()) - cpu_before[n.name]

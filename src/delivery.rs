@@ -139,7 +139,11 @@ impl Delivery {
 
     /// The broker acknowledged (or refused) this packet id.
     pub fn take_unacked(&mut self, pkid: u16) -> Option<Message> {
-        let i = self.unacked.iter().position(|(p, _, _)| *p == pkid)?;
+        self.take_unacked_where(|p, _| p == pkid)
+    }
+
+    fn take_unacked_where(&mut self, pick: impl Fn(u16, &Message) -> bool) -> Option<Message> {
+        let i = self.unacked.iter().position(|(p, m, _)| pick(*p, m))?;
         let (_, m, _) = self.unacked.remove(i)?;
         self.in_flight_bytes -= m.cost();
         Some(m)
@@ -167,13 +171,7 @@ impl Delivery {
 
     /// Takes that unacknowledged message out (it will not be sent again).
     pub fn take_unacked_message(&mut self, id: &Identity) -> Option<Message> {
-        let i = self
-            .unacked
-            .iter()
-            .position(|(_, m, _)| m.identity() == *id)?;
-        let (_, m, _) = self.unacked.remove(i)?;
-        self.in_flight_bytes -= m.cost();
-        Some(m)
+        self.take_unacked_where(|_, m| m.is(id))
     }
 
     /// The message being written when the connection broke (rumqttc never reported it).

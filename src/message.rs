@@ -55,6 +55,13 @@ impl Message {
             payload_len: self.payload.len(),
         }
     }
+
+    /// `identity() == *id`, without copying the topic.
+    pub fn is(&self, id: &Identity) -> bool {
+        self.payload.as_ptr() as usize == id.payload_at
+            && self.payload.len() == id.payload_len
+            && self.topic == id.topic
+    }
 }
 
 /// A message the broker delivered to one of our subscriptions.

@@ -858,13 +858,8 @@ impl Runner {
     /// was written, unacknowledged, at each of the last [`STUBBORN_LOSSES`] losses. A broker
     /// restarting loses connections too, but acknowledges what is re-sent once it is back.
     fn take_stubborn(&mut self) -> Option<Message> {
-        let status_topic = self
-            .conn
-            .as_ref()
-            .and_then(|c| c.status.as_ref())
-            .map(|s| &s.topic);
         // Our own status messages are never re-sent, so never the same one twice.
-        let own = |m: &Message| Some(&m.topic) == status_topic && is_status_payload(&m.payload);
+        let own = self.own_status();
         let recent: Vec<Identity> = self
             .delivery
             .unacked_since(STUBBORN_WINDOW)
@@ -1141,15 +1136,19 @@ impl Runner {
     /// Messages the client had not finished with go back in front of the queue, oldest first.
     /// Status messages are not kept: they describe a connection that no longer exists.
     fn requeue_in_flight(&mut self) {
+        let own = self.own_status();
+        self.delivery.requeue_in_flight(|m| !own(m), self.connected);
+    }
+
+    /// Whether a message is one of our own status messages (`connected`, `disconnected`):
+    /// they describe one connection, so they are never sent again.
+    fn own_status(&self) -> impl Fn(&Message) -> bool {
         let status_topic = self
             .conn
             .as_ref()
             .and_then(|c| c.status.as_ref())
             .map(|s| s.topic.clone());
-        self.delivery.requeue_in_flight(
-            |m| Some(&m.topic) != status_topic.as_ref() || !is_status_payload(&m.payload),
-            self.connected,
-        );
+        move |m| Some(&m.topic) == status_topic.as_ref() && is_status_payload(&m.payload)
     }
 
     fn apply_queue_bound(&mut self) {

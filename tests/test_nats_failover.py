@@ -16,6 +16,7 @@ import time
 
 import pytest
 from support.corekit import settings_for, unique_base, wait_until
+from support.nats_env import wait_while_arriving
 
 TOTAL = 5_000
 
@@ -126,12 +127,8 @@ def test_killing_the_connected_node_loses_no_qos1_message_and_keeps_the_session(
     # NATS stores every QoS 1 message in a replicated stream before it is delivered: a few
     # hundred a second on a 2-core machine running three nodes. So the rule is progress, not a
     # deadline: failing only once nothing has arrived for 30 s.
-    left, last_progress = missing(), time.monotonic()
-    while left and time.monotonic() - last_progress < 30:
-        time.sleep(0.5)
-        now = missing()
-        if len(now) < len(left):
-            left, last_progress = now, time.monotonic()
+    wait_while_arriving(lambda: TOTAL - len(missing()), TOTAL, stall=30)
+    left = missing()
     if left:
         pytest.fail(f"{len(left)} of {TOTAL} never arrived, e.g. {left[:10]}; {status}")
     seq = sub.messages(f"{base}seq")

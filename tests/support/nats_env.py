@@ -22,6 +22,20 @@ from support.mqtt_env import free_port, wait_for_port
 NATS_SERVER = shutil.which("nats-server") or "/usr/sbin/nats-server"
 
 
+def wait_while_arriving(count, expected: int, stall: float = 30.0, interval: float = 0.5) -> int:
+    """Waits until `count()` reaches `expected`, for as long as it keeps growing: gives up
+    (returning the last count) only once it has not grown for `stall` seconds. NATS's QoS 1
+    pace depends on the machine (every message is replicated first): a fixed deadline would
+    be a guess."""
+    last, grew = count(), time.monotonic()
+    while last < expected and time.monotonic() - grew < stall:
+        time.sleep(interval)
+        now = count()
+        if now > last:
+            last, grew = now, time.monotonic()
+    return last
+
+
 def paho_client(client_id: str, clean_session: bool = True):
     """A paho client under paho 1.6 (the benchmark's virtualenv) and 2.x (the suite's); only
     `on_message`, whose signature both share, is used."""

@@ -26,13 +26,38 @@ def __plugin_check__():
         from . import plugin  # noqa: F401  (imports the native module)
     except ImportError as exc:
         _logger.error(
-            "The MQTT plugin is disabled: its native module cannot be loaded (%s). "
-            "Reinstall the plugin with pip into OctoPrint's virtualenv; a build for this "
-            "platform and Python may be missing.",
+            "The MQTT plugin is disabled: its native part (the octoprint-mqtt-core package) "
+            "cannot be loaded (%s). Reinstall the plugin with pip into OctoPrint's virtualenv; "
+            "pip takes the native part as a prebuilt wheel, and a wheel for this machine and "
+            "Python may be missing.",
             exc,
         )
         return False
+    problem = _core_mismatch()
+    if problem:
+        _logger.error("The MQTT plugin is disabled: %s", problem)
+        return False
     return True
+
+
+def _core_mismatch():
+    """Why the installed native part does not belong to this plugin, or None. The plugin pins
+    it exactly, but `pip install --no-deps` or a half-finished upgrade can still pair the two
+    wrongly, and the core's interface changes with every version."""
+    from importlib import metadata
+
+    try:
+        plugin_version = metadata.version("OctoPrint-MQTT")
+        core_version = metadata.version("octoprint-mqtt-core")
+    except metadata.PackageNotFoundError:
+        return None  # not installed by pip (run from a checkout): nothing to compare
+    if plugin_version == core_version:
+        return None
+    return (
+        f"OctoPrint-MQTT {plugin_version} needs octoprint-mqtt-core {plugin_version}, "
+        f"but {core_version} is installed. Reinstall the plugin with pip: "
+        f"pip install OctoPrint-MQTT=={plugin_version}"
+    )
 
 
 def __plugin_load__():

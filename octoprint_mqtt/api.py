@@ -10,8 +10,8 @@ import flask
 from octoprint.access import ADMIN_GROUP
 from octoprint.access.permissions import Permissions
 
-from ._core import same_broker
-from ._core import test_connection as core_test_connection
+from octoprint_mqtt_core._core import same_broker
+from octoprint_mqtt_core._core import test_connection as core_test_connection
 
 TEST_TIMEOUT = 5.0
 

@@ -19,12 +19,19 @@ from octoprint import __version__ as OCTOPRINT_VERSION
 from octoprint.printer import PrinterCallback
 from octoprint.util import RepeatedTimer
 
-from . import api, control, identity, validation
+# The native part: the octoprint-mqtt-core distribution, pinned to this plugin's version.
+from octoprint_mqtt_core._core import (
+    Core,
+    default_settings,
+    progress_percent,
+    setting_rules,
+    validate_topic,
+)
+from octoprint_mqtt_core._core import __version__ as PLUGIN_VERSION
 
-# The only import of the native module.
-from ._core import Core, default_settings, progress_percent, setting_rules, validate_topic
-from ._core import __version__ as PLUGIN_VERSION
+from . import api, control, identity, validation
 from .status_push import StatusPusher
+from .update import UpdateCheck
 
 PROGRESS_INTERVAL = 5.0
 # Events that mean a file is selected or printing: the progress check runs while one is.
@@ -526,8 +533,10 @@ class MqttPlugin(
             "mqtt": {
                 "displayName": "MQTT",
                 "displayVersion": self._plugin_version,
-                "type": "pypi_release",
-                "package": "OctoPrint-MQTT",
+                # Not OctoPrint's pypi_release: that would offer a release whose native part
+                # has no wheel for this machine (update.py).
+                "type": "python_checker",
+                "python_checker": UpdateCheck(),
                 "current": self._plugin_version,
                 "pip": "OctoPrint-MQTT=={target_version}",
             }

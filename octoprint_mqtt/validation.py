@@ -5,7 +5,7 @@ The rules are the core's (src/rules.rs): the page checks with the same table as 
 bad value is refused with a log line instead of breaking the connection at the next start.
 """
 
-from ._core import setting_rules, settings_problems
+from octoprint_mqtt_core._core import setting_rules, settings_problems
 
 
 def problems(changes, merged):

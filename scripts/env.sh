@@ -42,18 +42,29 @@ if [ ! -f "$stamp" ] || [ "$REQUIREMENTS" -nt "$stamp" ]; then
     touch "$stamp"
 fi
 
-# The wheel and the sdist of the checkout; the install tests take them from here.
+# The distributions of the checkout (see build_dists); the install tests take them from here.
 OCTOPRINT_MQTT_DIST="$ROOT/dist"
 export OCTOPRINT_MQTT_DIST
 
+build_dists() {
+    # The four distributions of a release, into $1: the native part (octoprint-mqtt-core, a
+    # wheel for this machine and its sdist, built by maturin from core/pyproject.toml) and the
+    # plugin (OctoPrint-MQTT, pure Python, pinned to the core: its wheel and its sdist, the one
+    # archive for every machine). tests/support/install_env.py builds with this function too.
+    local out="$1"
+    rm -rf "$out"
+    log "building the native core, release (cargo and maturin; about 3 minutes the first time on 2 cores, seconds when nothing changed)"
+    (cd "$ROOT/core" && "$VENV/bin/maturin" build --quiet --release --out "$out")
+    (cd "$ROOT/core" && "$VENV/bin/maturin" sdist --out "$out" >/dev/null)
+    log "building the plugin's wheel and sdist (uv build with hatchling; seconds)"
+    "$VENV/bin/uv" build --quiet --out-dir "$out" "$ROOT"
+}
+
 install_plugin() {
-    # One release build: the wheel installed here is also the one the install tests put into
-    # fresh virtualenvs (they install the source tree with `pip install .` too).
-    log "building the wheel and the sdist (maturin)"
-    rm -rf "$OCTOPRINT_MQTT_DIST"
-    "$VENV/bin/maturin" build --quiet --release --out "$OCTOPRINT_MQTT_DIST"
-    "$VENV/bin/maturin" sdist --out "$OCTOPRINT_MQTT_DIST"
-    log "installing the wheel into $VENV"
+    # One release build: the wheels installed here are also the ones the install tests put
+    # into fresh virtualenvs.
+    build_dists "$OCTOPRINT_MQTT_DIST"
+    log "installing the core's and the plugin's wheels into $VENV"
     "$VENV/bin/pip" install -q --no-deps --force-reinstall "$OCTOPRINT_MQTT_DIST"/*.whl
 }
 

@@ -286,7 +286,7 @@ def core_factory(caplog):
     """core_factory(settings=None) -> Core, configured when settings are given; every core is
     stopped at teardown (a core left running would log during interpreter exit)."""
     caplog.set_level(logging.DEBUG, logger="octoprint.plugins.mqtt")
-    from octoprint_mqtt._core import Core
+    from octoprint_mqtt_core._core import Core
 
     cores: list = []
 

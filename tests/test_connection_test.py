@@ -26,7 +26,7 @@ from support.corekit import (
 from support.mqtt_env import free_port, wait_for_port
 from support.tls_certs import WRONG_NAME, make_certs
 
-from octoprint_mqtt._core import test_connection as probe
+from octoprint_mqtt_core._core import test_connection as probe
 
 
 @pytest.fixture

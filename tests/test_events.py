@@ -29,7 +29,7 @@ from support.e2ekit import (
 )
 from support.mqtt_env import Message, read_retained
 
-from octoprint_mqtt._core import encode_event
+from octoprint_mqtt_core._core import encode_event
 
 
 def test_connects_and_publishes_status_and_event(core_factory, session_broker, subscriber_factory):

@@ -1,12 +1,19 @@
-"""Installing the plugin the ways users do, each into a fresh virtualenv with OctoPrint: the
-wheel, the sdist (compiled by pip through maturin), the source tree, and OctoPrint's own plugin
-manager; upgrading over an older OctoPrint-MQTT; uninstalling. Every installed plugin is proven
-by a real OctoPrint loading it and publishing to a real Mosquitto.
+"""Installing the plugin the ways users do, each into a fresh virtualenv with OctoPrint.
+
+A release is two distributions: the plugin OctoPrint-MQTT (pure Python; its sdist is the one
+archive for every machine) and its native part octoprint-mqtt-core, pinned exactly, published
+as wheels (and an sdist, the fallback where no wheel fits). The tests install the one archive
+with no compiler on PATH, the wheels, the core's sdist (compiled by pip through maturin), the
+source tree and OctoPrint's own plugin manager; upgrade over the classic plugin and over 1.0.0;
+uninstall. Every installed plugin is proven by a real OctoPrint loading it and publishing to a
+real Mosquitto. The update check is in tests/test_software_update.py, the ARM wheels under
+emulation in tests/test_install_emulated.py.
 """
 
 from __future__ import annotations
 
 import configparser
+import json
 import re
 import shutil
 import tarfile
@@ -19,10 +26,10 @@ from support.e2ekit import assert_no_traceback, broker_settings, wait_until
 from support.install_env import (
     ROOT,
     Venv,
-    build_env,
     find_dists,
     find_python,
     loaded_plugin_version,
+    no_compiler_env,
     project_version,
     restamped_sdist,
     run,
@@ -35,8 +42,9 @@ from support.mqtt_env import read_retained
 pytestmark = [pytest.mark.e2e, pytest.mark.install]
 
 MAX_WHEEL_BYTES = 3 * 1024 * 1024
-# The classic plugin's last version (it is not on PyPI; a stand-in of ours plays it).
-CLASSIC_VERSION = "0.8.18"
+# The classic plugin as published (../shared/thirdparty/README.md): 0.8.16, needs paho-mqtt<2.
+CLASSIC_ARCHIVE = ROOT.parent / "shared" / "thirdparty" / "OctoPrint-MQTT-2024-06-19-7c15ca5e34.zip"
+CLASSIC_VERSION = "0.8.16"
 VERSION = project_version()
 
 
@@ -61,19 +69,32 @@ def wait_published(sub, base: str, timeout: float = 30) -> None:
     sub.wait_for(f"{base}event/Startup", timeout=10)
 
 
+def install_archive(venv: Venv, dists) -> str:
+    """The one archive, as the plugin manager and `pip install <url>` take it, on a machine
+    without a compiler; the core's wheel comes from the find-links folder (PyPI's stand-in),
+    the build backend (hatchling) from PyPI."""
+    env = no_compiler_env(venv.python.parent)
+    output = venv.pip("install", "--find-links", dists.folder, dists.sdist, env=env)
+    assert f"octoprint_mqtt_core-{VERSION}-cp38-abi3-" in output, output[-3000:]
+    return output
+
+
 # --------------------------------------------------------------------------
 # The distributions themselves
 # --------------------------------------------------------------------------
 
 
-def test_wheel_is_abi3_manylinux_and_small(dists):
-    wheel = dists.wheel
+def test_core_wheel_is_abi3_manylinux_and_small(dists):
+    wheel = dists.core_wheel
     size = wheel.stat().st_size
-    print(f"\n{wheel.name}: {size} bytes; {dists.sdist.name}: {dists.sdist.stat().st_size} bytes")
+    print(
+        f"\n{wheel.name}: {size} bytes; {dists.core_sdist.name}: {dists.core_sdist.stat().st_size}"
+    )
     assert size < MAX_WHEEL_BYTES, f"{wheel.name} is {size} bytes"
     # One wheel for every CPython >= 3.8 (abi3), for any Linux with a recent enough glibc.
     assert re.fullmatch(
-        rf"octoprint_mqtt-{re.escape(VERSION)}-cp38-abi3-manylinux_2_\d+_x86_64\.whl", wheel.name
+        rf"octoprint_mqtt_core-{re.escape(VERSION)}-cp38-abi3-manylinux_2_\d+_x86_64\.whl",
+        wheel.name,
     ), wheel.name
 
     report = run([tool("auditwheel"), "show", wheel], 120)
@@ -84,59 +105,109 @@ def test_wheel_is_abi3_manylinux_and_small(dists):
 
     with zipfile.ZipFile(wheel) as archive:
         names = set(archive.namelist())
+        metadata = archive.read(f"octoprint_mqtt_core-{VERSION}.dist-info/METADATA").decode()
+    assert {
+        "octoprint_mqtt_core/__init__.py",
+        "octoprint_mqtt_core/_core.abi3.so",
+        "octoprint_mqtt_core/_core.pyi",
+    } <= names, sorted(names)
+    # Only the native part: the plugin's files are the other distribution's.
+    assert not [n for n in names if n.startswith("octoprint_mqtt/")], sorted(names)
+    assert f"Name: octoprint-mqtt-core\nVersion: {VERSION}\n" in metadata
+    assert "Requires-Python: >=3.8" in metadata
+
+
+def test_plugin_wheel_is_pure_python_and_pins_the_core(dists):
+    wheel = dists.wheel
+    # py3-none-any: one file for every machine, nothing in it compiled.
+    assert wheel.name == f"octoprint_mqtt-{VERSION}-py3-none-any.whl", wheel.name
+    with zipfile.ZipFile(wheel) as archive:
+        names = set(archive.namelist())
         info = f"octoprint_mqtt-{VERSION}.dist-info"
         entry_points = archive.read(f"{info}/entry_points.txt").decode()
         metadata = archive.read(f"{info}/METADATA").decode()
     for expected in (
         "octoprint_mqtt/__init__.py",
         "octoprint_mqtt/plugin.py",
-        "octoprint_mqtt/_core.abi3.so",
+        "octoprint_mqtt/update.py",
         "octoprint_mqtt/templates/mqtt_settings.jinja2",
         "octoprint_mqtt/static/js/mqtt.js",
         f"{info}/licenses/LICENSE",
     ):
         assert expected in names, f"{expected} missing from {sorted(names)}"
+    assert not [n for n in names if n.endswith((".so", ".pyd"))], sorted(names)
     groups = configparser.ConfigParser()
     groups.read_string(entry_points)
     assert dict(groups["octoprint.plugin"]) == {"mqtt": "octoprint_mqtt"}, entry_points
     assert f"Name: OctoPrint-MQTT\nVersion: {VERSION}\n" in metadata
+    requires = re.findall(r"^Requires-Dist: (.*)$", metadata, re.M)
+    assert requires == [f"octoprint-mqtt-core=={VERSION}"], requires
     assert "Requires-Python: >=3.8" in metadata
     assert "Project-URL: Homepage, https://" in metadata
 
 
-def test_sdist_has_what_the_build_needs(dists):
-    with tarfile.open(dists.sdist) as archive:
-        names = {name.split("/", 1)[1] for name in archive.getnames() if "/" in name}
-    needed = {"Cargo.toml", "Cargo.lock", "pyproject.toml", "README.md", "LICENSE", "PKG-INFO"}
+def sdist_members(sdist) -> set[str]:
+    with tarfile.open(sdist) as archive:
+        return {name.split("/", 1)[1] for name in archive.getnames() if "/" in name}
+
+
+def test_the_one_archive_is_the_plugin_and_nothing_else(dists):
+    names = sdist_members(dists.sdist)
+    needed = {"pyproject.toml", "README.md", "LICENSE", "PKG-INFO"}
+    needed |= {
+        str(p.relative_to(ROOT))
+        for p in (ROOT / "octoprint_mqtt").rglob("*")
+        if p.is_file() and "__pycache__" not in p.parts
+    }
+    assert needed <= names, f"missing from the archive: {sorted(needed - names)}"
+    stray = sorted(n for n in names if n.startswith(("src/", "core/", "tests/", "scripts/", ".")))
+    stray += [n for n in names if n in ("Cargo.toml", "Cargo.lock")]
+    assert not [n for n in stray if n != ".gitignore"], f"not the plugin's: {stray}"
+
+
+def test_core_sdist_has_what_the_build_needs_and_nothing_else(dists):
+    names = sdist_members(dists.core_sdist)
+    needed = {"Cargo.toml", "Cargo.lock", "pyproject.toml", "LICENSE", "PKG-INFO"}
     needed |= {str(p.relative_to(ROOT)) for p in (ROOT / "src").glob("*.rs")}
     needed |= {
-        str(p.relative_to(ROOT)) for p in (ROOT / "octoprint_mqtt").rglob("*") if p.is_file()
-    } - {p for p in names if "__pycache__" in p}
-    needed = {n for n in needed if "__pycache__" not in n}
-    assert needed <= names, f"missing from the sdist: {sorted(needed - names)}"
-    stray = sorted(n for n in names if n.startswith(("tests/", "scripts/", ".ci/", ".github/")))
-    assert not stray, f"development files in the sdist: {stray}"
+        f"octoprint_mqtt_core/{p.name}"
+        for p in (ROOT / "core/octoprint_mqtt_core").iterdir()
+        if p.is_file()
+    }
+    assert needed <= names, f"missing from the core's sdist: {sorted(needed - names)}"
+    stray = sorted(
+        n
+        for n in names
+        if n.startswith(
+            ("tests/", "scripts/", "bench/", "docs/", "octoprint_mqtt/", ".ci/", ".github/")
+        )
+    )
+    assert not stray, f"not the core's: {stray}"
 
 
-@pytest.mark.timeout(180)
+@pytest.mark.timeout(240)
 @pytest.mark.parametrize("python_version", ["3.8", "3.13"])
-def test_wheel_runs_on_oldest_and_newest_python(
+def test_the_archive_installs_and_runs_on_oldest_and_newest_python(
     python_version, dists, fresh_venv, session_broker, subscriber_factory
 ):
-    """abi3: the one wheel loads on every Python from 3.8 and talks to a broker. With the
-    frozendict OctoPrint uses for temperature samples: before Python 3.11 it is no dict."""
+    """The one archive with no compiler on PATH, on every Python from 3.8: the plugin builds
+    (pure Python) and the abi3 core wheel loads and talks to a broker. With the frozendict
+    OctoPrint uses for temperature samples: before Python 3.11 it is no dict."""
     python = find_python(python_version)
-    # Missing is a failure, not a skip: the abi3 claim would go unchecked in a green run.
+    # Missing is a failure, not a skip: the claim would go unchecked in a green run.
     assert python is not None, f"no Python {python_version} here (pyenv or PATH): install it"
     venv = fresh_venv(python=python, octoprint=False)
-    venv.pip("install", "--no-deps", dists.wheel)
+    install_archive(venv, dists)
+    assert venv.installed_version() == VERSION
+    assert venv.installed_version("octoprint-mqtt-core") == VERSION
     venv.pip("install", "frozendict")
 
     base = unique_base()
     sub = subscriber_factory(session_broker.host, session_broker.port, f"{base}#")
     script = (
         "import sys, time\n"
-        "from octoprint_mqtt._core import Core\n"
+        "import octoprint_mqtt\n"
+        "from octoprint_mqtt_core._core import Core\n"
         "core = Core()\n"
         "core.configure({'broker': {'url': sys.argv[1], 'port': int(sys.argv[2])},"
         " 'publish': {'baseTopic': sys.argv[3]}})\n"
@@ -167,22 +238,30 @@ def test_wheel_runs_on_oldest_and_newest_python(
 
 
 @pytest.mark.timeout(900)
-@pytest.mark.parametrize("source", ["wheel", "sdist", "source-tree"])
+@pytest.mark.parametrize("source", ["archive", "wheels", "core-sdist", "source-tree"])
 def test_install_into_fresh_octoprint(
     source, dists, tmp_path, fresh_venv, session_broker, subscriber_factory, octoprint_factory
 ):
     venv = fresh_venv()
-    if source == "wheel":
-        venv.pip("install", dists.wheel)
-    elif source == "sdist":
-        # Compiled here, by pip through maturin and cargo, from the sdist's own sources; cargo
-        # reuses the dependencies the checkout's build compiled.
-        output = venv.pip("install", "--verbose", restamped_sdist(dists.sdist, tmp_path))
+    if source == "archive":
+        install_archive(venv, dists)
+    elif source == "wheels":
+        venv.pip("install", "--no-index", "--find-links", dists.folder, dists.wheel)
+    elif source == "core-sdist":
+        # A machine without a wheel: pip compiles the core's sdist through maturin and cargo,
+        # from the sdist's own sources; cargo reuses the dependencies the checkout's build
+        # compiled. The find-links folder holds only that sdist.
+        fallback = tmp_path / "fallback"
+        fallback.mkdir()
+        restamped_sdist(dists.core_sdist, fallback)
+        output = venv.pip("install", "--verbose", "--find-links", fallback, dists.wheel)
         assert re.search(r"Compiling octoprint-mqtt v\S+ \(/tmp/", output), output[-5000:]
     else:
-        # Built in place; cargo finds the build scripts/test.sh made up to date.
-        venv.pip("install", ROOT)
+        # A checkout, as the README shows before the first release: both folders, the core
+        # compiled (cargo finds the build scripts/test.sh made up to date), the plugin built.
+        venv.pip("install", ROOT / "core", ROOT)
     assert venv.installed_version() == VERSION
+    assert venv.installed_version("octoprint-mqtt-core") == VERSION
 
     base = unique_base()
     sub = subscriber_factory(session_broker.host, session_broker.port, f"{base}#")
@@ -196,34 +275,70 @@ def test_install_into_fresh_octoprint(
     assert_no_traceback(octoprint.log_text())
 
 
+def install_classic(venv: Venv) -> None:
+    """The classic plugin from its published archive. Its setup.py imports OctoPrint's
+    setuptools helpers, which only the target environment has: no build isolation."""
+    assert CLASSIC_ARCHIVE.is_file(), f"the classic plugin's archive {CLASSIC_ARCHIVE} is missing"
+    venv.pip("install", "--no-build-isolation", CLASSIC_ARCHIVE)
+
+
 @pytest.mark.timeout(300)
-def test_upgrade_over_older_octoprint_mqtt_then_uninstall(
-    dists, tmp_path, fresh_venv, session_broker, subscriber_factory, octoprint_factory
+@pytest.mark.parametrize("old", ["classic", "1.0.0"])
+def test_upgrade_then_uninstall(
+    old, dists, tmp_path, fresh_venv, session_broker, subscriber_factory, octoprint_factory
 ):
+    """Upgrading by name, as `pip install -U OctoPrint-MQTT` and Software Update do, over the
+    classic plugin (the real one) and over 1.0.0 (one platform wheel with the native module in
+    the plugin's package; a stand-in of that layout). pip must remove every old file, the
+    settings must carry over, and the plugin must run; then uninstalling leaves nothing."""
     venv = fresh_venv()
-    venv.pip("install", write_standin_wheel(tmp_path, CLASSIC_VERSION))
-    assert venv.installed_version() == CLASSIC_VERSION
-    marker = venv.site_packages() / "octoprint_mqtt" / "standin_marker.py"
-    assert marker.exists()
+    if old == "classic":
+        install_classic(venv)
+        old_version = CLASSIC_VERSION
+        # Its settings page template: the name is ours too, the file is not.
+        leftover = venv.site_packages() / "octoprint_mqtt" / "templates" / "mqtt_settings.jinja2"
+    else:
+        venv.pip("install", write_standin_wheel(tmp_path, "1.0.0", native=True))
+        old_version = "1.0.0"
+        leftover = venv.site_packages() / "octoprint_mqtt" / "_core.abi3.so"
+    assert venv.installed_version() == old_version
+    old_files = {
+        p.relative_to(venv.site_packages())
+        for p in (venv.site_packages() / "octoprint_mqtt").rglob("*")
+        if "__pycache__" not in p.parts
+    }
+    assert leftover.exists()
 
     # OctoPrint runs the old plugin once, with settings as the classic plugin leaves them: broker
     # values stored, no settings version, base topic left at its default ("octoPrint/").
     octoprint = octoprint_factory(
         broker_settings(session_broker), classic_config=True, venv=venv.path
     )
-    assert loaded_plugin_version(octoprint.log_text()) == CLASSIC_VERSION
+    assert loaded_plugin_version(octoprint.log_text()) == old_version
     octoprint.stop()
 
-    # An upgrade by name from a package index, as `pip install -U OctoPrint-MQTT` from PyPI:
-    # only a version above the classic plugin's makes pip replace it.
     output = venv.pip(
-        "install", "--upgrade", "--no-index", "--find-links", dists.wheel.parent, "OctoPrint-MQTT"
+        "install", "--upgrade", "--no-index", "--find-links", dists.folder, "OctoPrint-MQTT"
     )
-    uninstalled = rf"Successfully uninstalled octoprint[-_]mqtt-{re.escape(CLASSIC_VERSION)}"
+    uninstalled = rf"Successfully uninstalled octoprint[-_]mqtt-{re.escape(old_version)}"
     assert re.search(uninstalled, output, re.I), output
     assert venv.installed_version() == VERSION
-    assert not marker.exists(), "the old plugin's files were left behind"
+    assert venv.installed_version("octoprint-mqtt-core") == VERSION
     assert venv.dist_infos() == [f"octoprint_mqtt-{VERSION}.dist-info"]
+    new_files = {
+        p.relative_to(venv.site_packages())
+        for p in (venv.site_packages() / "octoprint_mqtt").rglob("*")
+        if "__pycache__" not in p.parts
+    }
+    ours = {
+        p.relative_to(ROOT)
+        for p in (ROOT / "octoprint_mqtt").rglob("*")
+        if "__pycache__" not in p.parts
+    }
+    left = sorted(str(p) for p in (old_files & new_files) - ours)
+    assert not left, f"the old plugin's files were left behind: {left}"
+    if old == "1.0.0":
+        assert not leftover.exists(), "1.0.0's native module was left behind"
 
     # The settings migration keeps the classic topics where they were.
     sub = subscriber_factory(session_broker.host, session_broker.port, "octoPrint/#")
@@ -236,10 +351,12 @@ def test_upgrade_over_older_octoprint_mqtt_then_uninstall(
     assert stored["_config_version"] == 1, stored
     assert_no_traceback(octoprint.log_text())
 
-    # Uninstalled, OctoPrint starts and serves as before, without the plugin.
-    venv.pip("uninstall", "--yes", "OctoPrint-MQTT")
+    # Uninstalled, OctoPrint starts and serves as before, without the plugin. The core stays
+    # until removed too, as pip leaves any dependency; it is harmless on its own.
+    venv.pip("uninstall", "--yes", "OctoPrint-MQTT", "octoprint-mqtt-core")
     assert venv.installed_version() is None
     assert not (venv.site_packages() / "octoprint_mqtt").exists()
+    assert not (venv.site_packages() / "octoprint_mqtt_core").exists()
     sub.clear()
     octoprint.start()
     assert octoprint.get("/api/version")["server"]
@@ -291,24 +408,39 @@ def wait_for_install(octoprint, key: str, timeout: float) -> dict:
     raise AssertionError(f"plugin {key!r} not installed after {timeout}s")
 
 
-@pytest.mark.timeout(900)
-def test_plugin_manager_installs_sdist_then_uninstalls(
-    dists, tmp_path, fresh_venv, session_broker, subscriber_factory, octoprint_factory, monkeypatch
+def listing() -> dict:
+    """The front matter of the plugin repository's entry (docs/plugin-repository/mqtt.md)."""
+    import yaml
+
+    text = (ROOT / "docs" / "plugin-repository" / "mqtt.md").read_text()
+    front = re.match(r"---\n(.*?)\n---\n", text, re.S)
+    assert front, "docs/plugin-repository/mqtt.md has no front matter"
+    return yaml.safe_load(front.group(1))
+
+
+@pytest.mark.timeout(600)
+def test_plugin_manager_installs_the_listed_archive_then_uninstalls(
+    dists, tmp_path, fresh_venv, session_broker, subscriber_factory, octoprint_factory
 ):
+    """As a user installs from the plugin repository: OctoPrint reads our listing, finds it
+    compatible, and its plugin manager installs the listing's archive with pip, on a machine
+    without a compiler (PATH holds the virtualenv's commands only); the core's wheel comes from
+    a find-links folder standing in for PyPI."""
     venv = fresh_venv()
     base = unique_base()
     sub = subscriber_factory(session_broker.host, session_broker.port, f"{base}#")
-    # OctoPrint passes its environment on to pip, maturin and cargo.
-    for key, value in build_env().items():
-        monkeypatch.setenv(key, value)
 
-    # What a plugin download site serves: the sdist, and an (empty) plugin repository.
+    # What the plugin repository and a download site serve: our listing as the repository's
+    # JSON, its archive URL pointing here, the archive under the listing's file name.
+    entry = listing()
     site = tmp_path / "site"
     site.mkdir()
-    shutil.copy(dists.sdist, site)
-    (site / "plugins.json").write_text("[]")
+    archive_name = entry["archive"].rsplit("/", 1)[-1]
+    shutil.copy(dists.sdist, site / archive_name)
     (site / "notices.json").write_text("[]")
     with serve_directory(site) as url:
+        repository = [{**entry, "archive": f"{url}/{archive_name}"}]
+        (site / "plugins.json").write_text(json.dumps(repository, default=str))
         octoprint = octoprint_factory(
             broker_settings(
                 session_broker,
@@ -317,14 +449,18 @@ def test_plugin_manager_installs_sdist_then_uninstalls(
             ),
             venv=venv.path,
             extra_config=plugin_manager_config(url),
+            env={**no_compiler_env(venv.python.parent), "PIP_FIND_LINKS": str(dists.folder)},
         )
         assert "mqtt" not in managed_plugins(octoprint)
+        listed = octoprint.get("/plugin/pluginmanager/repository?refresh=true")
+        plugins = {p["id"]: p for p in listed["repository"]["plugins"]}
+        assert plugins["mqtt"]["is_compatible"] == {"octoprint": True, "os": True, "python": True}
         started = octoprint.post(
             "/api/plugin/pluginmanager",
-            {"command": "install", "url": f"{url}/{dists.sdist.name}"},
+            {"command": "install", "url": plugins["mqtt"]["archive"]},
         ).json()
         assert started == {"in_progress": True}, started
-        entry = wait_for_install(octoprint, "mqtt", timeout=600)
+        entry = wait_for_install(octoprint, "mqtt", timeout=300)
 
     # What OctoPrint shows for the plugin, and that it asks for a restart.
     assert entry["pending_install"] is True, entry
@@ -363,6 +499,8 @@ def test_plugin_manager_installs_sdist_then_uninstalls(
     octoprint.restart()
     assert "mqtt" not in managed_plugins(octoprint)
     assert venv.installed_version() is None
+    # The plugin manager uninstalls the plugin only; the core stays, inert (docs/install.md).
+    assert venv.installed_version("octoprint-mqtt-core") == VERSION
     # The settings stay for a later reinstall.
     assert octoprint.read_config()["plugins"]["mqtt"]["publish"]["baseTopic"] == base
     assert octoprint.get("/api/version")["server"]

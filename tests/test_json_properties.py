@@ -12,7 +12,7 @@ import math
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from octoprint_mqtt._core import encode_event, encode_json
+from octoprint_mqtt_core._core import encode_event, encode_json
 
 scalars = st.one_of(
     st.none(),

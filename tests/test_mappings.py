@@ -10,7 +10,7 @@ from collections.abc import Mapping
 
 from support.corekit import connected_core, event_json
 
-from octoprint_mqtt._core import encode_event, encode_json
+from octoprint_mqtt_core._core import encode_event, encode_json
 
 
 class FrozenMapping(Mapping):

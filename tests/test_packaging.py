@@ -8,6 +8,7 @@ from __future__ import annotations
 import importlib.metadata
 import itertools
 import re
+import sys
 
 import pytest
 import yaml
@@ -17,8 +18,16 @@ from support.install_env import ROOT, project_version
 
 import octoprint_mqtt
 from octoprint_mqtt.plugin import MqttPlugin
+from octoprint_mqtt.update import UpdateCheck
 
 WORKFLOW = ROOT / ".github" / "workflows" / "release.yml"
+# The one archive's name on every GitHub release (the plugin repository links the latest).
+RELEASE_ARCHIVE = "OctoPrint-MQTT.tar.gz"
+
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # the suite runs on 3.11; the release workflow's test jobs on 3.8 too
+    import tomli as tomllib
 
 
 @pytest.fixture(scope="module")
@@ -30,12 +39,22 @@ def test_installed_metadata(metadata):
     assert metadata["Version"] == project_version()
     urls = dict(value.split(", ", 1) for value in metadata.get_all("Project-URL"))
     assert urls["Homepage"] == octoprint_mqtt.__plugin_url__
-    assert re.search(r"AGPL-3\.0", metadata.get("License-Expression") or metadata["License"])
-    assert "License :: OSI Approved :: GNU Affero General Public License v3" in metadata.get_all(
-        "Classifier"
-    )
-    assert "Framework :: OctoPrint" in metadata.get_all("Classifier")
+    assert metadata["License-Expression"] == "AGPL-3.0-only"
     assert metadata["Summary"]
+    # The native part, exactly this version: its interface changes with every version.
+    assert metadata.get_all("Requires-Dist") == [f"octoprint-mqtt-core=={project_version()}"]
+    assert importlib.metadata.version("octoprint-mqtt-core") == project_version()
+
+
+def test_one_version_everywhere():
+    """Cargo.toml (the core), the plugin's pyproject.toml and its pin of the core say the same:
+    a release bumps all three, and this fails when one was missed."""
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
+    core = tomllib.loads((ROOT / "core" / "pyproject.toml").read_text())["project"]
+    assert project["version"] == project_version()
+    assert project["dependencies"] == [f"octoprint-mqtt-core=={project_version()}"]
+    assert core["dynamic"] == ["version"]  # maturin takes it from Cargo.toml
+    assert project["requires-python"] == core["requires-python"]
 
 
 def test_plugin_metadata_matches_the_distribution(metadata):
@@ -51,15 +70,47 @@ def test_plugin_metadata_matches_the_distribution(metadata):
     )
 
 
-def test_software_update_installs_from_pypi_by_name():
+def test_the_plugin_repository_listing_says_what_the_plugin_says():
+    text = (ROOT / "docs" / "plugin-repository" / "mqtt.md").read_text()
+    front = re.match(r"---\n(.*?)\n---\n", text, re.S)
+    assert front, "no front matter"
+    entry = yaml.safe_load(front.group(1))
+    assert entry["layout"] == "plugin"
+    # The identifier is the entry point's name: OctoPrint and the repository match on it.
+    assert entry["id"] == "mqtt"
+    assert entry["title"] == octoprint_mqtt.__plugin_name__
+    assert entry["license"] == octoprint_mqtt.__plugin_license__
+    assert entry["homepage"] == octoprint_mqtt.__plugin_url__
+    assert entry["description"] and entry["authors"] and entry["date"]
+    compatibility = entry["compatibility"]
+    assert compatibility["python"] == octoprint_mqtt.__plugin_pythoncompat__ == ">=3.8,<4"
+    assert compatibility["os"] == ["linux"]
+    # The oldest OctoPrint offered is the one the tests run (tests/requirements.txt).
+    tested = re.search(
+        r"^octoprint>=([\d.]+)", (ROOT / "tests" / "requirements.txt").read_text(), re.M | re.I
+    )
+    assert tested, "tests/requirements.txt pins no OctoPrint"
+    oldest = ".".join(tested.group(1).split(".")[:2])
+    assert compatibility["octoprint"] == [f">={oldest}.0"], compatibility
+    # One archive for every machine: the plugin's sdist, attached to each GitHub release under
+    # a fixed name by the release workflow (checked in test_workflow_publishes_both_...).
+    assert (
+        entry["archive"]
+        == f"{octoprint_mqtt.__plugin_url__}/releases/latest/download/{RELEASE_ARCHIVE}"
+    )
+
+
+def test_software_update_offers_only_what_has_a_wheel_here():
     plugin = MqttPlugin()
     try:
         plugin._plugin_version = project_version()  # OctoPrint injects it
         check = plugin.get_update_information()["mqtt"]
     finally:
         plugin._core.stop(1.0)
-    assert check["type"] == "pypi_release"
-    assert check["package"] == "OctoPrint-MQTT"
+    # Our own check (octoprint_mqtt/update.py), not OctoPrint's pypi_release, which would offer
+    # a release whose core has no wheel for this machine (tests/test_software_update.py).
+    assert check["type"] == "python_checker"
+    assert isinstance(check["python_checker"], UpdateCheck)
     assert check["current"] == project_version()
     requirement = Requirement(check["pip"].format(target_version="9.9.9"))
     assert requirement.name == "OctoPrint-MQTT"
@@ -120,14 +171,37 @@ def test_workflow_builds_every_platform_and_publishes_only_tags(workflow):
     wheels = {(row["target"], row["manylinux"]) for row in matrix_rows(workflow["jobs"]["wheels"])}
     assert {("x86_64", "2014"), ("aarch64", "2014"), ("armv7", "2014")} <= wheels
     assert any(tag.startswith("musllinux") for _, tag in wheels)
-    assert "sdist" in workflow["jobs"]
+    for job in ("wheels", "sdist"):
+        # The core's jobs build core/pyproject.toml, not the plugin's.
+        steps = [s for s in workflow["jobs"][job]["steps"] if "maturin-action" in s.get("uses", "")]
+        assert [s["with"]["working-directory"] for s in steps] == ["core"], job
+    assert "plugin" in workflow["jobs"]
 
     publish = workflow["jobs"]["publish"]
     assert publish["if"] == "startsWith(github.ref, 'refs/tags/v')"
-    assert publish["permissions"] == {"id-token": "write"}
-    assert set(publish["needs"]) >= {"wheels", "sdist", "test-x86_64", "test-sdist"}
+    assert publish["permissions"] == {"id-token": "write", "contents": "write"}
+    assert set(publish["needs"]) >= {
+        "wheels",
+        "sdist",
+        "plugin",
+        "test-x86_64",
+        "test-sdist",
+        "test-emulated",
+    }
     assert workflow["permissions"] == {"contents": "read"}
     assert "v*" in workflow["on"]["push"]["tags"]
+
+
+def test_workflow_publishes_both_distributions_and_the_one_archive(workflow):
+    steps = workflow["jobs"]["publish"]["steps"]
+    uploads = [s["with"]["packages-dir"] for s in steps if "pypi-publish" in s.get("uses", "")]
+    # The core first: the plugin pins it, and pip must never see a plugin without its core.
+    assert uploads == ["core-dist", "plugin-dist"], uploads
+    release = next(s["run"] for s in steps if "gh release create" in s.get("run", ""))
+    assert (
+        f" {RELEASE_ARCHIVE}" in release
+        and f"cp plugin-dist/octoprint_mqtt-*.tar.gz {RELEASE_ARCHIVE}" in release
+    )
 
 
 # The platforms the release workflow builds wheels for.

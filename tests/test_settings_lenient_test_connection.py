@@ -10,7 +10,7 @@ import pytest
 import requests
 from support.corekit import settings_for, wait_state
 
-from octoprint_mqtt._core import test_connection as probe
+from octoprint_mqtt_core._core import test_connection as probe
 
 USER, PASSWORD = "printer", "stored-pw-L3n7"
 # Each is what a cleared form field or a hand-edited config.yaml leaves.

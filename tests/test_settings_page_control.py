@@ -15,7 +15,7 @@ from support.browser_env import OctoPrintUi
 from support.control import ALL_COMMANDS, Requester
 from support.octoprint_env import ADMIN_PASSWORD, ADMIN_USER
 
-from octoprint_mqtt import _core
+from octoprint_mqtt_core import _core
 
 pytestmark = [pytest.mark.e2e, pytest.mark.browser]
 

@@ -15,8 +15,9 @@ from support import browser_env
 from support.corekit import LOGGER, settings_for
 from support.octoprint_env import ADMIN_PASSWORD, ADMIN_USER
 
-from octoprint_mqtt import _core, validation
+from octoprint_mqtt import validation
 from octoprint_mqtt.plugin import MqttPlugin, settings_defaults
+from octoprint_mqtt_core import _core
 
 EXCLUDE = ("publish", "eventExclude")
 TEMPLATES = {"progressTopic": "{progress}", "temperatureTopic": "{temp}", "metadataTopic": "{key}"}

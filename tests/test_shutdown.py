@@ -23,7 +23,7 @@ def test_last_will_when_the_process_is_killed(broker, subscriber_factory, tmp_pa
     script = textwrap.dedent(
         f"""
         import time
-        from octoprint_mqtt._core import Core
+        from octoprint_mqtt_core._core import Core
         core = Core()
         core.configure({{"broker": {{"url": "{broker.host}", "port": {broker.port}}},
                          "publish": {{"baseTopic": "{base}"}}}})

@@ -1,4 +1,4 @@
-"""Helpers for tests that drive the native core (`octoprint_mqtt._core.Core`) directly."""
+"""Helpers for tests that drive the native core (`octoprint_mqtt_core._core.Core`) directly."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ import time
 import uuid
 from pathlib import Path
 
-from octoprint_mqtt._core import Core
+from octoprint_mqtt_core._core import Core
 from support.octoprint_env import deep_merge
 from support.tls_certs import TlsBroker
 

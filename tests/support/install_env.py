@@ -31,7 +31,8 @@ DIST_NAME = "OctoPrint-MQTT"
 
 
 def project_version() -> str:
-    """The package version: Cargo.toml's (pyproject.toml takes it from there)."""
+    """The release's version: Cargo.toml's, the core's (tests/test_packaging.py checks that the
+    plugin's pyproject.toml says the same and pins the core to it)."""
     text = (ROOT / "Cargo.toml").read_text()
     return re.search(r'^version = "([^"]+)"', text, re.M).group(1)
 
@@ -85,14 +86,25 @@ def tool(name: str) -> str:
 
 @dataclass
 class Dists:
+    """A release's distributions: the plugin (pure Python; `sdist` is the one archive for every
+    machine) and its native part, octoprint-mqtt-core (a wheel for this machine, and the sdist
+    that is the fallback where no wheel fits)."""
+
     wheel: Path
     sdist: Path
+    core_wheel: Path
+    core_sdist: Path
+
+    @property
+    def folder(self) -> Path:
+        """A find-links folder holding all four: what PyPI offers pip, here."""
+        return self.wheel.parent
 
 
 def build_dists(out: Path) -> None:
-    """The same two commands as scripts/env.sh."""
-    run([tool("maturin"), "build", "--release", "--out", out], 900, env=build_env(), cwd=ROOT)
-    run([tool("maturin"), "sdist", "--out", out], 300, env=build_env(), cwd=ROOT)
+    """Built by scripts/env.sh's build_dists, the one recipe for a release's distributions."""
+    script = 'source scripts/env.sh >/dev/null && build_dists "$1"'
+    run(["bash", "-c", script, "build_dists", out], 1200, env=build_env(), cwd=ROOT)
 
 
 def restamped_sdist(sdist: Path, out: Path) -> Path:
@@ -114,17 +126,26 @@ def find_dists(fallback_dir: Path) -> Dists:
     folder = Path(given) if given else fallback_dir
     if not given:
         build_dists(folder)
-    wheels = sorted(folder.glob("*.whl"))
-    sdists = sorted(folder.glob("*.tar.gz"))
-    assert len(wheels) == 1 and len(sdists) == 1, f"expected one wheel and one sdist: {folder}"
-    return Dists(wheels[0], sdists[0])
+
+    def one(pattern: str) -> Path:
+        found = sorted(folder.glob(pattern))
+        assert len(found) == 1, f"expected one {pattern} in {folder}: {found}"
+        return found[0]
+
+    return Dists(
+        wheel=one("octoprint_mqtt-*.whl"),
+        sdist=one("octoprint_mqtt-*.tar.gz"),
+        core_wheel=one("octoprint_mqtt_core-*.whl"),
+        core_sdist=one("octoprint_mqtt_core-*.tar.gz"),
+    )
 
 
-def write_standin_wheel(out: Path, version: str) -> Path:
-    """A minimal pure-Python plugin distributed as OctoPrint-MQTT `version`, standing in for
-    the classic plugin (which is not on PyPI): same distribution name, package and plugin
-    identifier, its base-topic default, a setuptools-style dist-info name, and a module of its
-    own (`standin_marker.py`) whose disappearance shows pip removed the old files."""
+def write_standin_wheel(out: Path, version: str, native: bool = False) -> Path:
+    """A minimal plugin distributed as OctoPrint-MQTT `version`: same distribution name,
+    package and plugin identifier, the classic plugin's base-topic default, and a module of its
+    own (`standin_marker.py`) whose disappearance shows pip removed the old files. native=True
+    gives it 1.0.0's layout: one platform wheel with the native module inside the plugin's
+    package (`octoprint_mqtt/_core.abi3.so`), which the split into two distributions ended."""
     init = (
         "import octoprint.plugin\n\n\n"
         "class StandIn(octoprint.plugin.SettingsPlugin):\n"
@@ -137,29 +158,100 @@ def write_standin_wheel(out: Path, version: str) -> Path:
         "__plugin_implementation__ = StandIn()\n"
     )
     info = f"OctoPrint_MQTT-{version}.dist-info"
+    tag = "cp38-abi3-manylinux_2_17_x86_64" if native else "py3-none-any"
     files = {
         "octoprint_mqtt/__init__.py": init,
         "octoprint_mqtt/standin_marker.py": "STANDIN = True\n",
         f"{info}/METADATA": f"Metadata-Version: 2.1\nName: {DIST_NAME}\nVersion: {version}\n",
         f"{info}/WHEEL": (
-            "Wheel-Version: 1.0\nGenerator: octoprint-mqtt tests\nRoot-Is-Purelib: true\n"
-            "Tag: py3-none-any\n"
+            "Wheel-Version: 1.0\nGenerator: octoprint-mqtt tests\n"
+            f"Root-Is-Purelib: {'false' if native else 'true'}\nTag: {tag}\n"
         ),
         f"{info}/entry_points.txt": "[octoprint.plugin]\nmqtt = octoprint_mqtt\n",
     }
-    record = []
-    for name, text in files.items():
-        data = text.encode()
-        digest = urlsafe_b64encode(hashlib.sha256(data).digest()).rstrip(b"=").decode()
-        record.append(f"{name},sha256={digest},{len(data)}")
-    record.append(f"{info}/RECORD,,")
-    files[f"{info}/RECORD"] = "\n".join(record) + "\n"
-
-    path = out / f"OctoPrint_MQTT-{version}-py3-none-any.whl"
-    with zipfile.ZipFile(path, "w") as wheel:
-        for name, text in files.items():
-            wheel.writestr(name, text)
+    if native:
+        files["octoprint_mqtt/_core.abi3.so"] = "not loaded by the stand-in\n"
+    path = out / f"OctoPrint_MQTT-{version}-{tag}.whl"
+    write_wheel(path, {name: text.encode() for name, text in files.items()}, info)
     return path
+
+
+def write_wheel(path: Path, files: dict[str, bytes], info: str) -> None:
+    """A wheel of `files` with the RECORD pip checks (`info` is the dist-info folder)."""
+    record = []
+    for name, data in files.items():
+        if name != f"{info}/RECORD":
+            digest = urlsafe_b64encode(hashlib.sha256(data).digest()).rstrip(b"=").decode()
+            record.append(f"{name},sha256={digest},{len(data)}")
+    record.append(f"{info}/RECORD,,")
+    files = {**files, f"{info}/RECORD": ("\n".join(record) + "\n").encode()}
+    with zipfile.ZipFile(path, "w", zipfile.ZIP_DEFLATED) as wheel:
+        for name, data in files.items():
+            wheel.writestr(name, data)
+
+
+def restamped_wheel(wheel: Path, version: str, out: Path, platform: str | None = None) -> Path:
+    """A copy of one of our wheels as release `version`: the plugin's pins the core of that
+    version; `platform` replaces the core wheel's platform tag (a wheel for another machine).
+    What a later release would publish, for the update and upgrade tests."""
+    name, old, rest = wheel.name.split("-", 2)
+    old_info, new_info = f"{name}-{old}.dist-info", f"{name}-{version}.dist-info"
+    files = {}
+    with zipfile.ZipFile(wheel) as source:
+        for member in source.namelist():
+            data = source.read(member)
+            if member.startswith(old_info + "/"):
+                member = new_info + member[len(old_info) :]
+                if member.endswith(("/METADATA", "/WHEEL")):
+                    text = data.decode().replace(f"Version: {old}\n", f"Version: {version}\n")
+                    text = text.replace(
+                        f"octoprint-mqtt-core=={old}", f"octoprint-mqtt-core=={version}"
+                    )
+                    if platform:
+                        text = re.sub(r"(Tag: cp38-abi3-).*", rf"\g<1>{platform}", text)
+                    data = text.encode()
+            files[member] = data
+    if platform:
+        rest = re.sub(r"(cp38-abi3-).*(\.whl)$", rf"\g<1>{platform}\2", rest)
+    path = out / f"{name}-{version}-{rest}"
+    write_wheel(path, files, new_info)
+    return path
+
+
+def write_simple_index(root: Path, files: list[Path]) -> Path:
+    """A package index in `root` as a static site serves it (PEP 503 HTML pages), holding
+    `files`, for pip's --index-url and the plugin's update check. Returns root/"simple"."""
+    simple = root / "simple"
+    projects: dict[str, list[Path]] = {}
+    for file in files:
+        project = re.sub(r"[-_.]+", "-", file.name.split("-", 1)[0]).lower()
+        projects.setdefault(project, []).append(file)
+    for project, members in projects.items():
+        folder = simple / project
+        folder.mkdir(parents=True, exist_ok=True)
+        links = []
+        for file in members:
+            shutil.copy(file, folder / file.name)
+            links.append(f'<a href="{file.name}" data-requires-python="&gt;=3.8">{file.name}</a>')
+        (folder / "index.html").write_text(
+            "<html><body>\n" + "<br>\n".join(links) + "\n</body></html>\n"
+        )
+    return simple
+
+
+def no_compiler_env(venv_bin: Path) -> dict[str, str]:
+    """The environment of a machine without a compiler for pip: only the virtualenv's own
+    commands on PATH (no cc, gcc, cargo or rustc), no compiler variables."""
+    env = {
+        k: v
+        for k, v in os.environ.items()
+        if not k.startswith(("CARGO", "RUSTUP", "RUSTC", "CC", "CXX", "MATURIN"))
+    }
+    env["PATH"] = str(venv_bin)
+    for compiler in ("cc", "gcc", "cargo", "rustc", "maturin"):
+        found = shutil.which(compiler, path=env["PATH"])
+        assert found is None, f"{compiler} is on the no-compiler PATH: {found}"
+    return env
 
 
 # --------------------------------------------------------------------------
@@ -186,11 +278,11 @@ class Venv:
             )
         return venv
 
-    def pip(self, *args: object, timeout: float = 900) -> str:
+    def pip(self, *args: object, timeout: float = 900, env: dict | None = None) -> str:
         return run(
             [self.python, "-m", "pip", "--disable-pip-version-check", *args],
             timeout,
-            env=build_env(),
+            env=env or build_env(),
             cwd=self.path,
         )
 

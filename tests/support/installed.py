@@ -1,10 +1,11 @@
 """The one check that the plugin under test is the installed one, as the end-to-end tests need.
 
 They start OctoPrint from the interpreter running pytest, so the plugin must be pip-installed
-there: importable with its native module, from site-packages rather than the checkout's source
-tree, and registered under the entry point OctoPrint loads plugins from. conftest.py makes
-every e2e test fail (never skip) with problem()'s words when one of these does not hold: a
-packaging break is a red run, not a green run with skips.
+there: importable with its native module (of the octoprint-mqtt-core distribution), from
+site-packages rather than the checkout's source tree, and registered under the entry point
+OctoPrint loads plugins from. conftest.py makes every e2e test fail (never skip) with
+problem()'s words when one of these does not hold: a packaging break is a red run, not a green
+run with skips.
 """
 
 from __future__ import annotations
@@ -18,11 +19,16 @@ SOURCE_TREE = Path(__file__).resolve().parent.parent.parent / "octoprint_mqtt"
 HINT = "pip-install the plugin into this interpreter (scripts/test.sh does)"
 
 
-def problem(module: str = "octoprint_mqtt", entry_point: str = "mqtt") -> str | None:
-    """Why the plugin cannot be tested end to end, or None when it can."""
+def problem(
+    module: str = "octoprint_mqtt",
+    entry_point: str = "mqtt",
+    native: str = "octoprint_mqtt_core._core",
+) -> str | None:
+    """Why the plugin cannot be tested end to end, or None when it can. `native`: the native
+    module, of the plugin's pinned octoprint-mqtt-core distribution."""
     try:
         package = importlib.import_module(module)
-        importlib.import_module(f"{module}._core")
+        importlib.import_module(native)
     except ImportError as exc:
         return f"{module} is not importable with its native module ({exc}); {HINT}"
     location = Path(package.__file__).resolve().parent

@@ -52,8 +52,10 @@ JS_NAMES = {"OctoPrint-HomeAssistant"}
 # Attributes a browser shows to the user.
 SHOWN_ATTRIBUTES = {"title", "placeholder", "alt", "aria-label"}
 LETTERS = re.compile(r"[^\W\d_]{2,}")
-# A JavaScript string that is code: an identifier, a CSS class, a selector, a topic path.
-CODE_LIKE = re.compile(r"[\w#./{}+-]*")
+# A JavaScript string that is code: an identifier, a CSS class, a selector, a topic path; not
+# a capitalised word ("Connected"). A lower-case word is taken for a key: the check cannot
+# tell the counter key "published" from its label, which the extraction has anyway.
+CODE_LIKE = re.compile(r"(?![A-Z][a-z])[\w#./{}+-]*")
 
 
 def messages(path: Path) -> dict:
@@ -200,6 +202,6 @@ def test_the_javascript_check_sees_what_is_not_marked():
     source = (
         'var a = gettext("Fine"), b = plural("one thing", "%(n)s things", n);\n'
         'var c = "mqtt-connected", d = "#mqtt_status", e = "Shown as is", f = "MQTT: ";\n'
-        "var g = /[+#] not a string/;\n"
+        'var g = /[+#] not a string/, h = "Unknown", i = "loginStateViewModel";\n'
     )
-    assert unmarked_strings(source) == ["Shown as is", "MQTT: "]
+    assert unmarked_strings(source) == ["Shown as is", "MQTT: ", "Unknown"]

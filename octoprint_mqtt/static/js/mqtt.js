@@ -29,6 +29,13 @@ $(function () {
         ];
     }
 
+    // ngettext, but with the English forms where the locale has none: OctoPrint's JavaScript
+    // catalog hands over a plural message a locale left untranslated as empty strings, which
+    // ngettext would show as they are. scripts/translations.sh extracts its calls too.
+    function plural(singular, pluralForm, n) {
+        return ngettext(singular, pluralForm, n) || (n === 1 ? singular : pluralForm);
+    }
+
     function text(value) {
         return value === undefined || value === null ? "" : String(value);
     }
@@ -346,7 +353,8 @@ $(function () {
         if (seconds < 60) return gettext("just now");
         if (seconds < 3600) return _.sprintf(gettext("%(n)d min ago"), {n: seconds / 60});
         if (seconds < 86400) return _.sprintf(gettext("%(n)d h ago"), {n: seconds / 3600});
-        return _.sprintf(gettext("%(n)d days ago"), {n: seconds / 86400});
+        var days = Math.floor(seconds / 86400);
+        return _.sprintf(plural("%(n)d day ago", "%(n)d days ago", days), {n: days});
     }
 
     function MqttViewModel(parameters) {
@@ -428,7 +436,7 @@ $(function () {
         self.tooltip = ko.pureComputed(function () {
             var s = self.status();
             if (!s) return gettext("MQTT: status unknown");
-            var line = "MQTT: " + self.stateText();
+            var line = _.sprintf(gettext("MQTT: %(state)s"), {state: self.stateText()});
             if (s.broker) line += " (" + s.broker + ")";
             if (s.state !== "connected" && s.last_error) line += ": " + s.last_error;
             return line;
@@ -485,9 +493,11 @@ $(function () {
                 case null:
                 case undefined:
                     return _.sprintf(
-                        ha.entities === 1
-                            ? gettext("%(n)s entity published as node %(node)s")
-                            : gettext("%(n)s entities published as node %(node)s"),
+                        plural(
+                            "%(n)s entity published as node %(node)s",
+                            "%(n)s entities published as node %(node)s",
+                            ha.entities
+                        ),
                         {n: ha.entities, node: ha.node_id}
                     );
                 case "setting":
@@ -662,11 +672,16 @@ $(function () {
         self.testText = ko.pureComputed(function () {
             var r = self.testResult();
             if (!r) return "";
-            var elapsed = r.elapsed ? " (" + Math.round(r.elapsed * 1000) + " ms)" : "";
-            var reason = r.ok ? r.reason.charAt(0).toUpperCase() + r.reason.slice(1) : r.reason;
+            // The reason and the warnings are the server's words (English, as in the log).
+            var elapsed = r.elapsed
+                ? " (" + _.sprintf(gettext("%(ms)s ms"), {ms: Math.round(r.elapsed * 1000)}) + ")"
+                : "";
+            var reason = r.ok
+                ? r.reason.charAt(0).toUpperCase() + r.reason.slice(1)
+                : _.sprintf(gettext("Failed: %(reason)s"), {reason: r.reason});
             // Stored values the connection replaces by their defaults, as the test did.
             var notes = r.warnings && r.warnings.length ? "; " + r.warnings.join("; ") : "";
-            return (r.ok ? "" : gettext("Failed: ")) + reason + elapsed + notes;
+            return reason + elapsed + notes;
         });
     }
 

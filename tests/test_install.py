@@ -132,6 +132,8 @@ def test_plugin_wheel_is_pure_python_and_pins_the_core(dists):
         "octoprint_mqtt/update.py",
         "octoprint_mqtt/templates/mqtt_settings.jinja2",
         "octoprint_mqtt/static/js/mqtt.js",
+        # The translations folder OctoPrint reads a locale's messages.mo and .po from.
+        "octoprint_mqtt/translations/messages.pot",
         f"{info}/licenses/LICENSE",
     ):
         assert expected in names, f"{expected} missing from {sorted(names)}"

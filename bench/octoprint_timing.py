@@ -1,6 +1,7 @@
 """A single-file OctoPrint plugin for figure 8: once OctoPrint is up, it times calls into the
-loaded MQTT plugin from a thread of its own, as OctoPrint's event thread and other plugins
-make them, and writes p50/p99 to the file named by MQTT_BENCH_OUT.
+loaded MQTT plugin (this one or the classic one) from a thread of its own, as OctoPrint's
+event thread and other plugins make them, and writes p50/p99 to the file named by
+MQTT_BENCH_OUT.
 
 Not part of the MQTT plugin: run.py copies it into a throw-away OctoPrint's plugins folder.
 """
@@ -19,6 +20,12 @@ def _percentiles(values):
         "p50_us": s[len(s) // 2] / 1e3,
         "p99_us": s[min(len(s) - 1, len(s) * 99 // 100)] / 1e3,
     }
+
+
+def _connected(mqtt) -> bool:
+    """This plugin's core, or the classic plugin's flag (figure 8 times both)."""
+    core = getattr(mqtt, "_core", None)
+    return core.connected if core is not None else bool(getattr(mqtt, "_mqtt_connected", False))
 
 
 class MqttTimingPlugin(octoprint.plugin.StartupPlugin):
@@ -45,7 +52,7 @@ class MqttTimingPlugin(octoprint.plugin.StartupPlugin):
         mqtt = info.implementation
         publish = self._plugin_manager.get_helpers("mqtt", "mqtt_publish")["mqtt_publish"]
         deadline = time.monotonic() + 15
-        while not mqtt._core.connected:
+        while not _connected(mqtt):
             if time.monotonic() > deadline:
                 raise RuntimeError("the MQTT plugin did not connect")
             time.sleep(0.01)

@@ -34,22 +34,24 @@ ALL = "123456789"
 BROKER_CONF = "max_queued_messages 0\nmax_inflight_messages 1000\n"
 
 
-def inside_octoprint(cwd: Path, broker: Broker, n: int) -> dict:
-    """Figure 8: a real OctoPrint with this plugin and the timing plugin loaded."""
+def inside_octoprint(cwd: Path, broker: Broker, n: int, name: str, venv: Path | None) -> dict:
+    """One run of figure 8: a real OctoPrint (of `venv`, else of this interpreter, which has
+    this plugin) with its MQTT plugin and the timing plugin loaded."""
     from support.octoprint_env import OctoPrintInstance
 
-    out = cwd / "octoprint-timing.json"
+    out = cwd / f"octoprint-timing-{name}.json"
     os.environ["MQTT_BENCH_OUT"] = str(out)
     os.environ["MQTT_BENCH_N"] = str(n)
     instance = OctoPrintInstance(
-        cwd / "octoprint",
+        cwd / f"octoprint-{name}",
         free_port(),
         {"broker": {"url": broker.host, "port": broker.port}, "publish": {"baseTopic": "bench8/"}},
         plugin_files=[HERE / "octoprint_timing.py"],
+        venv=venv,
     )
     instance.start(timeout=90)
     try:
-        deadline = time.monotonic() + 120
+        deadline = time.monotonic() + 180
         while not out.exists():
             if time.monotonic() > deadline or not instance.running:
                 raise RuntimeError(
@@ -58,7 +60,34 @@ def inside_octoprint(cwd: Path, broker: Broker, n: int) -> dict:
             time.sleep(0.2)
     finally:
         instance.stop()
-    return json.loads(out.read_text())
+    result = json.loads(out.read_text())
+    if "error" in result:
+        raise RuntimeError(f"figure 8 ({name}): {result['error']}")
+    return result
+
+
+def figure8(cwd: Path, broker: Broker, n: int, reps: int) -> dict:
+    """Figure 8, ours against the classic plugin (0.8.16, in its own OctoPrint virtualenv,
+    BENCH_CLASSIC_VENV, which scripts/bench.sh makes), interleaved run by run; each call's
+    p50 and p99 are the medians over the runs, every run kept under "runs"."""
+    classic = os.environ.get("BENCH_CLASSIC_VENV")
+    if not classic:
+        raise RuntimeError("BENCH_CLASSIC_VENV is not set: run the benchmark with scripts/bench.sh")
+    runs: dict[str, list[dict]] = {"ours": [], "classic": []}
+    for rep in range(reps):
+        for name, venv in (("ours", None), ("classic", Path(classic))):
+            runs[name].append(inside_octoprint(cwd, broker, n, f"{name}-{rep}", venv))
+    out: dict = {"runs": runs, "reps": reps}
+    for name, results in runs.items():
+        out[name] = {}
+        for call, values in results[0].items():
+            if not isinstance(values, dict):
+                continue
+            out[name][call] = {
+                key: sorted(r[call][key] for r in results if call in r)[len(results) // 2]
+                for key in values
+            }
+    return out
 
 
 def main() -> int:
@@ -105,8 +134,11 @@ def main() -> int:
             step(f"figure 7: {size['offline_n']:,} calls each with the broker down")
             results["offline"] = figures.offline(cwd, free_port(), size["offline_n"])
         if "8" in a.only:
-            step("figure 8: inside a real OctoPrint")
-            results["octoprint"] = inside_octoprint(cwd, broker, 20_000)
+            step(
+                f"figure 8: inside a real OctoPrint, ours and the classic plugin, {size['reps']}"
+                " run(s) each, interleaved (about 40 s a run)"
+            )
+            results["octoprint"] = figure8(cwd, broker, 20_000, size["reps"])
         if "9" in a.only:
             step(
                 f"figure 9: {farm.INSTANCES} cores on a 3-node NATS cluster, a node killed,"

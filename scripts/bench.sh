@@ -13,6 +13,24 @@ cd "$ROOT"
 # Figure 9's cluster.
 apt_install nats-server
 install_plugin
+
+# Figure 8's baseline: the classic plugin itself (../shared/thirdparty/, 0.8.16, paho-mqtt<2) in
+# an OctoPrint virtualenv of its own (it has this plugin's distribution name).
+BENCH_CLASSIC_VENV="$ROOT/bench/.venv-classic"
+classic_archive="$ROOT/../shared/thirdparty/OctoPrint-MQTT-2024-06-19-7c15ca5e34.zip"
+classic_stamp="$BENCH_CLASSIC_VENV/.installed"
+if [ ! -f "$classic_stamp" ] || [ "$classic_archive" -nt "$classic_stamp" ] \
+    || [ "$REQUIREMENTS" -nt "$classic_stamp" ]; then
+    log "installing OctoPrint and the classic MQTT plugin into $BENCH_CLASSIC_VENV (pip; about 2 minutes the first time)"
+    [ -x "$BENCH_CLASSIC_VENV/bin/python" ] || "$PYTHON" -m venv "$BENCH_CLASSIC_VENV"
+    "$BENCH_CLASSIC_VENV/bin/pip" install -q --upgrade pip
+    # The same OctoPrint as the benchmark's own virtualenv.
+    "$BENCH_CLASSIC_VENV/bin/pip" install -q "$(grep -i '^octoprint' "$REQUIREMENTS")"
+    # Its setup.py imports OctoPrint's setuptools helpers: only this environment has them.
+    "$BENCH_CLASSIC_VENV/bin/pip" install -q --no-build-isolation "$classic_archive"
+    touch "$classic_stamp"
+fi
+export BENCH_CLASSIC_VENV
 log "building the ceiling clients (cargo build --release)"
 cargo build --quiet --release --manifest-path bench/ceiling/Cargo.toml
 log "running the benchmark"

@@ -8,6 +8,8 @@ instead of failing OctoPrint's plugin loading.
 
 import logging
 
+from .update import CORE_DIST, PLUGIN_DIST
+
 __plugin_name__ = "MQTT"
 __plugin_description__ = (
     "Publishes OctoPrint events, progress and temperatures to an MQTT broker "
@@ -22,20 +24,23 @@ _logger = logging.getLogger("octoprint.plugins.mqtt")
 
 
 def __plugin_check__():
+    # The versions first: they need only metadata, and a core of another version may not even
+    # import (a name the plugin needs is missing), which would say the wrong thing below.
+    problem = _core_mismatch()
+    if problem:
+        _logger.error("The MQTT plugin is disabled: %s", problem)
+        return False
     try:
         from . import plugin  # noqa: F401  (imports the native module)
     except ImportError as exc:
         _logger.error(
-            "The MQTT plugin is disabled: its native part (the octoprint-mqtt-core package) "
+            "The MQTT plugin is disabled: its native part (the %s package) "
             "cannot be loaded (%s). Reinstall the plugin with pip into OctoPrint's virtualenv; "
             "pip takes the native part as a prebuilt wheel, and a wheel for this machine and "
             "Python may be missing.",
+            CORE_DIST,
             exc,
         )
-        return False
-    problem = _core_mismatch()
-    if problem:
-        _logger.error("The MQTT plugin is disabled: %s", problem)
         return False
     return True
 
@@ -47,16 +52,16 @@ def _core_mismatch():
     from importlib import metadata
 
     try:
-        plugin_version = metadata.version("OctoPrint-MQTT")
-        core_version = metadata.version("octoprint-mqtt-core")
+        plugin_version = metadata.version(PLUGIN_DIST)
+        core_version = metadata.version(CORE_DIST)
     except metadata.PackageNotFoundError:
         return None  # not installed by pip (run from a checkout): nothing to compare
     if plugin_version == core_version:
         return None
     return (
-        f"OctoPrint-MQTT {plugin_version} needs octoprint-mqtt-core {plugin_version}, "
+        f"{PLUGIN_DIST} {plugin_version} needs {CORE_DIST} {plugin_version}, "
         f"but {core_version} is installed. Reinstall the plugin with pip: "
-        f"pip install OctoPrint-MQTT=={plugin_version}"
+        f"pip install {PLUGIN_DIST}=={plugin_version}"
     )
 
 

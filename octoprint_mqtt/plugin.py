@@ -31,7 +31,7 @@ from octoprint_mqtt_core._core import __version__ as PLUGIN_VERSION
 
 from . import api, control, identity, validation
 from .status_push import StatusPusher
-from .update import UpdateCheck
+from .update import PLUGIN_DIST, UpdateCheck
 
 PROGRESS_INTERVAL = 5.0
 # Events that mean a file is selected or printing: the progress check runs while one is.
@@ -538,7 +538,7 @@ class MqttPlugin(
                 "type": "python_checker",
                 "python_checker": UpdateCheck(),
                 "current": self._plugin_version,
-                "pip": "OctoPrint-MQTT=={target_version}",
+                "pip": f"{PLUGIN_DIST}=={{target_version}}",
             }
         }
 

@@ -6,19 +6,28 @@ release even where its core has no wheel, and pip would then try to compile Rust
 Raspberry Pi. This check offers a version only when the index has a core wheel of exactly that
 version whose tags this interpreter supports (docs/install.md, "Updates").
 
-It reads the package index pip uses (PIP_INDEX_URL, else PyPI) through the simple repository
-API, as JSON (PEP 691) or HTML (PEP 503), so a private mirror works as well as PyPI.
+It reads the package indexes pip installs from (pip's configuration: index-url and
+extra-index-url from pip.conf or PIP_INDEX_URL / PIP_EXTRA_INDEX_URL, else PyPI; piwheels on
+Raspberry Pi OS is one) through the simple repository API, as JSON (PEP 691) or HTML (PEP
+503), and it matches the wheels against the tags of pip itself, which may be older than the
+environment's `packaging`.
 """
 
 from __future__ import annotations
 
 import html.parser
 import logging
-import os
 import platform
+import subprocess
+import sys
 from dataclasses import dataclass
-from typing import Iterable, Optional
+from typing import Iterable, List, Optional
+from urllib.parse import unquote, urljoin, urlsplit, urlunsplit
 
+# The two distributions of a release (pyproject.toml, core/pyproject.toml), and their names
+# on an index (PEP 503 normalised).
+PLUGIN_DIST = "OctoPrint-MQTT"
+CORE_DIST = "octoprint-mqtt-core"
 PLUGIN_PROJECT = "octoprint-mqtt"
 CORE_PROJECT = "octoprint-mqtt-core"
 PYPI = "https://pypi.org/simple"
@@ -37,9 +46,60 @@ class IndexFile:
     yanked: bool = False
 
 
-def index_url() -> str:
-    """The index pip installs from when Software Update runs it."""
-    return (os.environ.get("PIP_INDEX_URL") or PYPI).rstrip("/")
+def pip_indexes() -> List[str]:
+    """The indexes pip installs from when Software Update runs it: its index-url (else PyPI)
+    and every extra-index-url, as pip's own configuration gives them (its files and its
+    environment variables, which `pip config list` shows with their precedence)."""
+    index, extras = PYPI, []
+    try:
+        listed = subprocess.run(
+            [sys.executable, "-m", "pip", "config", "list"],
+            capture_output=True,
+            text=True,
+            timeout=20,
+            stdin=subprocess.DEVNULL,
+        ).stdout
+    except (OSError, subprocess.SubprocessError) as exc:
+        _logger.warning("Could not read pip's configuration (%s); checking %s", exc, PYPI)
+        listed = ""
+    # One line per value, "<variant>.<key>='<value>'", in pip's order of precedence (the
+    # environment last): the last index-url wins, extra-index-urls add up.
+    for line in listed.splitlines():
+        key, _, value = line.partition("=")
+        value = value.strip().strip("'\"")
+        if key.endswith(".index-url") and not key.endswith(".extra-index-url"):
+            index = value or index
+        elif key.endswith(".extra-index-url"):
+            extras += value.split()
+    found = []
+    for url in [index, *extras]:
+        url = url.rstrip("/")
+        if url and url not in found:
+            found.append(url)
+    return found
+
+
+def pip_tags() -> list:
+    """The tags pip accepts here: pip's own copy of packaging decides, not the environment's
+    (an older pip knows fewer, e.g. no musllinux before pip 21.2)."""
+    try:
+        from pip._vendor.packaging.tags import sys_tags
+    except ImportError:
+        from packaging.tags import sys_tags
+    from packaging.tags import Tag
+
+    return [Tag(t.interpreter, t.abi, t.platform) for t in sys_tags()]
+
+
+def redacted(url: str) -> str:
+    """`url` without a user name or password, for the log."""
+    parts = urlsplit(url)
+    if parts.username is None and parts.password is None:
+        return url
+    host = parts.hostname or ""
+    if parts.port:
+        host += f":{parts.port}"
+    return urlunsplit((parts.scheme, host, parts.path, parts.query, parts.fragment))
 
 
 def newest_installable(
@@ -78,11 +138,11 @@ def newest_installable(
     return str(newest)
 
 
-def fetch_files(project: str, index: Optional[str] = None) -> list[IndexFile]:
+def fetch_files(project: str, index: str) -> List[IndexFile]:
     """The files of `project` on the index; raises requests' errors."""
     import requests
 
-    url = f"{index or index_url()}/{project}/"
+    url = f"{index}/{project}/"
     answer = requests.get(
         url,
         headers={"Accept": "application/vnd.pypi.simple.v1+json, text/html;q=0.1"},
@@ -101,34 +161,45 @@ def fetch_files(project: str, index: Optional[str] = None) -> list[IndexFile]:
     return reader.files
 
 
+def fetch_all(project: str, indexes: Iterable[str]) -> List[IndexFile]:
+    """The files of `project` on all `indexes`, as pip sees them together."""
+    return [file for index in indexes for file in fetch_files(project, index)]
+
+
 class UpdateCheck:
     """Software Update's `python_checker`."""
 
-    def get_latest(self, target, check, full_data=False, online=True, *args, **kwargs):
-        from packaging.tags import sys_tags
+    def __repr__(self) -> str:
+        # Software Update keys its cache on repr(check): an address would change at every
+        # start and make it fetch the index again instead of honouring its cache time.
+        return "octoprint_mqtt.update.UpdateCheck()"
 
+    def get_latest(self, target, check, full_data=False, online=True, *args, **kwargs):
         local = check["current"]
         remote = None
         if online:
-            index = index_url()
+            indexes = pip_indexes()
+            where = ", ".join(redacted(i) for i in indexes)
             try:
                 remote = newest_installable(
-                    fetch_files(PLUGIN_PROJECT, index),
-                    fetch_files(CORE_PROJECT, index),
-                    sys_tags(),
+                    fetch_all(PLUGIN_PROJECT, indexes),
+                    fetch_all(CORE_PROJECT, indexes),
+                    pip_tags(),
                     platform.python_version(),
                     include_prerelease=bool(check.get("prerelease")),
                 )
             except Exception as exc:
                 # Raising would reach OctoPrint's fallback for old checkers, which fails on
                 # Python 3.11 (inspect.getargspec): a log line of our own says more.
-                _logger.warning("Could not check %s for an update of the plugin: %s", index, exc)
+                _logger.warning(
+                    "Could not check %s for an update of the plugin: %s", where, redacted(str(exc))
+                )
             else:
                 if remote is None:
                     _logger.info(
                         "No release on %s has a wheel of %s for this machine: no update offered",
-                        index,
-                        CORE_PROJECT,
+                        where,
+                        CORE_DIST,
                     )
         information = {
             "local": {"name": local, "value": local},
@@ -193,8 +264,9 @@ class _LinkReader(html.parser.HTMLParser):
         if tag != "a":
             return
         attributes = dict(attrs)
-        href = attributes.get("href") or ""
-        filename = href.split("#", 1)[0].rsplit("/", 1)[-1]
+        # Absolute or relative, with a #sha256= fragment or a query, percent-encoded.
+        path = urlsplit(urljoin("/", attributes.get("href") or "")).path
+        filename = unquote(path.rsplit("/", 1)[-1])
         if filename:
             self.files.append(
                 IndexFile(

@@ -9,7 +9,11 @@ sdist. OctoPrint is offered 1.2.0, installs it with pip, and is then offered not
 
 from __future__ import annotations
 
+import contextlib
+import http.server
+import json
 import shutil
+import threading
 
 import pytest
 from packaging.tags import Tag, cpython_tags
@@ -24,7 +28,14 @@ from support.install_env import (
     write_simple_index,
 )
 
-from octoprint_mqtt.update import IndexFile, newest_installable
+from octoprint_mqtt.update import (
+    IndexFile,
+    UpdateCheck,
+    fetch_files,
+    newest_installable,
+    pip_indexes,
+    redacted,
+)
 
 VERSION = project_version()
 
@@ -85,6 +96,111 @@ def test_yanked_unsupported_python_and_prereleases_are_not_offered():
         newest_installable(files("index.html", "octoprint_mqtt.tar.gz"), core, HERE, "3.11.7")
         is None
     )
+
+
+@contextlib.contextmanager
+def index_server(pages: dict[str, tuple[str, str]]):
+    """A loopback index answering `pages` (path -> (content type, body)), 404 otherwise."""
+
+    class Handler(http.server.BaseHTTPRequestHandler):
+        def do_GET(self):
+            page = pages.get(self.path)
+            if page is None:
+                self.send_error(404)
+                return
+            body = page[1].encode()
+            self.send_response(200)
+            self.send_header("Content-Type", page[0])
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, *args):
+            pass
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        yield f"http://127.0.0.1:{server.server_address[1]}/simple"
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+def test_index_pages_as_pypi_and_mirrors_serve_them():
+    json_page = {
+        "meta": {"api-version": "1.1"},
+        "name": "octoprint-mqtt-core",
+        "files": [
+            {"filename": "octoprint_mqtt_core-1.1.0.tar.gz", "requires-python": ">=3.8"},
+            {
+                "filename": "octoprint_mqtt_core-1.2.0-cp38-abi3-manylinux_2_17_x86_64.whl",
+                "yanked": "broken build",
+            },
+        ],
+    }
+    # PyPI's HTML: absolute links with a hash fragment, percent-encoding, a yanked file.
+    html_page = (
+        '<a href="https://files.example/p/OctoPrint_MQTT-1.1.0.tar.gz#sha256=ab12"'
+        ' data-requires-python="&gt;=3.8">x</a>\n'
+        '<a href="../../p/octoprint_mqtt-1.2.0%2Blocal-py3-none-any.whl?x=1">y</a>\n'
+        '<a href="octoprint_mqtt-1.3.0.tar.gz" data-yanked="">z</a>\n'
+    )
+    pages = {
+        "/simple/octoprint-mqtt-core/": (
+            "application/vnd.pypi.simple.v1+json",
+            json.dumps(json_page),
+        ),
+        "/simple/octoprint-mqtt/": ("text/html", html_page),
+    }
+    with index_server(pages) as index:
+        core = fetch_files("octoprint-mqtt-core", index)
+        plugin = fetch_files("octoprint-mqtt", index)
+        # Not published there: nothing, not an error.
+        assert fetch_files("something-else", index) == []
+    assert core == [
+        IndexFile("octoprint_mqtt_core-1.1.0.tar.gz", ">=3.8", False),
+        IndexFile("octoprint_mqtt_core-1.2.0-cp38-abi3-manylinux_2_17_x86_64.whl", None, True),
+    ]
+    assert plugin == [
+        IndexFile("OctoPrint_MQTT-1.1.0.tar.gz", ">=3.8", False),
+        IndexFile("octoprint_mqtt-1.2.0+local-py3-none-any.whl", None, False),
+        IndexFile("octoprint_mqtt-1.3.0.tar.gz", None, True),
+    ]
+
+
+def test_the_indexes_are_pips_own(monkeypatch, tmp_path):
+    # Read through pip itself: its configuration file, then its environment variables.
+    config = tmp_path / "pip.conf"
+    config.write_text(
+        "[global]\nindex-url = https://mirror.example/simple/\n"
+        "extra-index-url = https://www.piwheels.org/simple\n"
+    )
+    monkeypatch.setenv("PIP_CONFIG_FILE", str(config))
+    for name in ("PIP_INDEX_URL", "PIP_EXTRA_INDEX_URL"):
+        monkeypatch.delenv(name, raising=False)
+    assert pip_indexes() == ["https://mirror.example/simple", "https://www.piwheels.org/simple"]
+    monkeypatch.setenv("PIP_INDEX_URL", "https://user:secret@private.example/simple")
+    assert pip_indexes()[0] == "https://user:secret@private.example/simple"
+    # The log never shows the credentials.
+    assert redacted(pip_indexes()[0]) == "https://private.example/simple"
+
+
+def test_the_check_answers_software_update_and_keeps_its_cache_key(monkeypatch):
+    monkeypatch.setenv("PIP_CONFIG_FILE", "/dev/null")
+    with index_server({}) as index:  # reachable, nothing published
+        monkeypatch.setenv("PIP_INDEX_URL", index)
+        information, current = UpdateCheck().get_latest("mqtt", {"current": VERSION})
+    assert information == {
+        "local": {"name": VERSION, "value": VERSION},
+        "remote": {"name": VERSION, "value": VERSION},
+    }
+    assert current is True
+    # Software Update caches by repr(check): it must not change between starts.
+    assert repr(UpdateCheck()) == repr(UpdateCheck()) == "octoprint_mqtt.update.UpdateCheck()"
+    # Offline: no request, nothing offered.
+    information, current = UpdateCheck().get_latest("mqtt", {"current": VERSION}, online=False)
+    assert current is True
 
 
 def software_update_config() -> dict:

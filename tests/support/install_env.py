@@ -26,6 +26,8 @@ from base64 import urlsafe_b64encode
 from dataclasses import dataclass
 from pathlib import Path
 
+from packaging.utils import canonicalize_name
+
 ROOT = Path(__file__).resolve().parent.parent.parent
 DIST_NAME = "OctoPrint-MQTT"
 
@@ -224,7 +226,7 @@ def write_simple_index(root: Path, files: list[Path]) -> Path:
     simple = root / "simple"
     projects: dict[str, list[Path]] = {}
     for file in files:
-        project = re.sub(r"[-_.]+", "-", file.name.split("-", 1)[0]).lower()
+        project = canonicalize_name(file.name.split("-", 1)[0])
         projects.setdefault(project, []).append(file)
     for project, members in projects.items():
         folder = simple / project

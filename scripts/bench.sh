@@ -13,7 +13,7 @@ cd "$ROOT"
 # Figure 9's cluster.
 apt_install nats-server
 install_plugin
-log "building the ceiling clients (cargo build --release)"
+log "building the ceiling clients (cargo build --release; CEILING_TIME from a cold target/)"
 cargo build --quiet --release --manifest-path bench/ceiling/Cargo.toml
-log "running the benchmark"
+log "running the benchmark (about 4 minutes; --quick: under a minute and a half; docs/benchmark.md)"
 "$VENV/bin/python" bench/run.py "$@"

@@ -17,10 +17,16 @@ apt_install() {
         dpkg -s "$pkg" >/dev/null 2>&1 || missing+=("$pkg")
     done
     if [ "${#missing[@]}" -gt 0 ]; then
-        log "installing ${missing[*]} (apt)"
         local sudo=""
         [ "$(id -u)" -eq 0 ] || sudo="sudo"
+        log "apt-get update, for ${missing[*]} (about 5 s)"
         $sudo apt-get update -qq
+        # How long the install takes is mostly the download: say how big it is (the packages
+        # with the dependencies still missing, as apt would fetch them).
+        local mb
+        mb="$(apt-get install --print-uris -qq "${missing[@]}" 2>/dev/null |
+            awk '{ s += $3 } END { printf "%.0f", s / 1e6 }')"
+        log "installing ${missing[*]} (apt: ${mb:-?} MB to download, then unpacking)"
         DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq "${missing[@]}" >/dev/null
     fi
 }
@@ -31,12 +37,13 @@ apt_install mosquitto mosquitto-clients
 export PATH="$PATH:/usr/sbin"
 
 if [ ! -x "$VENV/bin/python" ]; then
-    log "creating the virtualenv $VENV"
+    log "creating the virtualenv $VENV (about 10 s)"
     "$PYTHON" -m venv "$VENV"
 fi
 stamp="$VENV/.requirements-installed"
 if [ ! -f "$stamp" ] || [ "$REQUIREMENTS" -nt "$stamp" ]; then
-    log "installing $(basename "$(dirname "$REQUIREMENTS")")/requirements.txt into $VENV (pip)"
+    log "installing $(basename "$(dirname "$REQUIREMENTS")")/requirements.txt into $VENV" \
+        "(pip; about 40 s with pip's cache warm, more when it downloads them)"
     "$VENV/bin/pip" install -q --upgrade pip
     "$VENV/bin/pip" install -q -r "$REQUIREMENTS"
     touch "$stamp"
@@ -49,7 +56,9 @@ export OCTOPRINT_MQTT_DIST
 install_plugin() {
     # One release build: the wheel installed here is also the one the install tests put into
     # fresh virtualenvs (they install the source tree with `pip install .` too).
-    log "building the wheel and the sdist (maturin)"
+    # The duration is the release profile's unless the caller builds another way and says so
+    # (demo.sh); how long it takes matters because it can be minutes with nothing printed.
+    log "building the wheel and the sdist (maturin --release; ${BUILD_DURATION:-6 to 10 minutes from a cold target/ on 2 cores busy with other builds, seconds when src/ did not change})"
     rm -rf "$OCTOPRINT_MQTT_DIST"
     "$VENV/bin/maturin" build --quiet --release --out "$OCTOPRINT_MQTT_DIST"
     "$VENV/bin/maturin" sdist --out "$OCTOPRINT_MQTT_DIST"

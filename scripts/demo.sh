@@ -31,16 +31,37 @@ for arg in "$@"; do
     esac
 done
 
-source "$(dirname "$0")/env.sh"
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 # The demo needs a working plugin, not the fastest one: unoptimised, without link-time
 # optimisation and with parallel code generation, a cold build costs a third of the CPU time
 # of an optimised one (2 CPU-minutes instead of 6 without LTO, more with it; measured
-# 2026-12-03) and the first message shows in about 4 minutes instead of 8. Cargo takes
-# these overrides of Cargo.toml's [profile.release] from the environment, so the build is
-# still install_plugin's; scripts/test.sh and bench.sh set none, so the tests and the
-# benchmark always get (and rebuild) the full release build.
+# 2026-12-03). Cargo takes these overrides of Cargo.toml's [profile.release] from the
+# environment, so the build is still install_plugin's; scripts/test.sh and bench.sh set
+# none, so the tests and the benchmark always get (and rebuild) the full release build.
 export CARGO_PROFILE_RELEASE_OPT_LEVEL=0 CARGO_PROFILE_RELEASE_LTO=off
 export CARGO_PROFILE_RELEASE_CODEGEN_UNITS=16
+# From a cold target/ (a fresh clone), cargo compiles the plugin's dependencies while env.sh
+# fills the virtualenv: maturin comes from there, the dependencies do not need it. The two
+# overlap, and maturin's build then only compiles pyo3's crates (their build script sees
+# maturin's environment, not this one) and the plugin again, about 20 s. Only when cold:
+# once built, another run would make maturin compile pyo3 again each time.
+prebuild=""
+if [ ! -d "${CARGO_TARGET_DIR:-$ROOT/target}/release" ]; then
+    # In a process group of its own (setsid, which keeps the PID), so that cargo and its
+    # compilers can be stopped together when env.sh fails or Ctrl-C stops this script.
+    (cd "$ROOT" && exec setsid cargo build --quiet --release --lib --features extension-module) \
+        >/dev/null 2>&1 &
+    prebuild=$!
+    trap '[ -z "$prebuild" ] || kill -- "-$prebuild" 2>/dev/null || true' EXIT
+fi
+source "$ROOT/scripts/env.sh"
+if [ -n "$prebuild" ]; then
+    log "waiting for cargo, which compiles the plugin's dependencies (started first; a" \
+        "minute or two)"
+    # Its failure shows in maturin's build, with the compiler's message.
+    wait "$prebuild" || true
+    prebuild=""
+fi
 BUILD_DURATION="unoptimised for the demo: about 3 minutes from a cold target/ on 2 cores busy with other builds, 2 CPU-minutes; seconds after" \
     install_plugin
 exec "$VENV/bin/python" "$ROOT/scripts/demo.py" "$@"

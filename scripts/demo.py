@@ -165,7 +165,7 @@ def main() -> int:
         broker.start()
         say(f"Mosquitto on {broker.host}:{broker.port}; showing every message ('topic payload')")
         traffic = Traffic(broker)
-        say("starting OctoPrint with the virtual printer and the plugin (about 20 s)")
+        say("starting OctoPrint with the virtual printer and the plugin (about 10 s)")
         octoprint.start(timeout=120)
         say(f"OctoPrint at {octoprint.url} (user {ADMIN_USER}, password {ADMIN_PASSWORD})")
         octoprint.connect_printer()

@@ -11,10 +11,11 @@ Usage: bash scripts/demo.sh [--keep]
 Installs what is missing (apt: mosquitto; a virtualenv .venv with OctoPrint), builds and
 installs the plugin, then starts a local Mosquitto and an OctoPrint with its virtual printer
 and the plugin, prints a sample job and shows every MQTT message as 'topic payload'. The
-first message shows about 2 to 3 minutes after the start on a fresh clone (2 cores), seconds
-when everything is built. It stops by itself once the print is done and its 100 % progress
-message was shown; Ctrl-C stops it at any time. Either way OctoPrint stops first, so that
-the plugin's 'disconnected' on octoprint/mqtt is shown, then the traffic view and Mosquitto.
+first message shows about 2½ minutes after the start in a fresh clone (2 cores; most of it
+the build), about half a minute when everything is built. It stops by itself once the print
+is done and its 100 % progress message was shown (about 30 s later); Ctrl-C stops it at any
+time. Either way OctoPrint stops first, so that the plugin's 'disconnected' on
+octoprint/mqtt is shown, then the traffic view, then Mosquitto.
 
   --keep     keep OctoPrint running after the print, to look around in its UI (the demo
              prints its address, user and password), until Ctrl-C
@@ -56,12 +57,12 @@ if [ ! -d "${CARGO_TARGET_DIR:-$ROOT/target}/release" ]; then
 fi
 source "$ROOT/scripts/env.sh"
 if [ -n "$prebuild" ]; then
-    log "waiting for cargo, which compiles the plugin's dependencies (started first; a" \
-        "minute or two)"
+    log "waiting for cargo, which compiles the plugin's dependencies (started first; about 2" \
+        "minutes in all on 2 cores)"
     # Its failure shows in maturin's build, with the compiler's message.
     wait "$prebuild" || true
     prebuild=""
 fi
-BUILD_DURATION="unoptimised for the demo: about 3 minutes from a cold target/ on 2 cores busy with other builds, 2 CPU-minutes; seconds after" \
+BUILD_DURATION="unoptimised for the demo: about 20 s once the dependencies are built, seconds when src/ did not change" \
     install_plugin
 exec "$VENV/bin/python" "$ROOT/scripts/demo.py" "$@"

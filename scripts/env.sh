@@ -43,7 +43,7 @@ fi
 stamp="$VENV/.requirements-installed"
 if [ ! -f "$stamp" ] || [ "$REQUIREMENTS" -nt "$stamp" ]; then
     log "installing $(basename "$(dirname "$REQUIREMENTS")")/requirements.txt into $VENV" \
-        "(pip; about 40 s with pip's cache warm, more when it downloads them)"
+        "(pip; about a minute with pip's cache warm, more when it downloads them)"
     "$VENV/bin/pip" install -q --upgrade pip
     "$VENV/bin/pip" install -q -r "$REQUIREMENTS"
     touch "$stamp"
@@ -58,7 +58,7 @@ install_plugin() {
     # fresh virtualenvs (they install the source tree with `pip install .` too).
     # The duration is the release profile's unless the caller builds another way and says so
     # (demo.sh); how long it takes matters because it can be minutes with nothing printed.
-    log "building the wheel and the sdist (maturin --release; ${BUILD_DURATION:-6 to 10 minutes from a cold target/ on 2 cores busy with other builds, seconds when src/ did not change})"
+    log "building the wheel and the sdist (maturin --release; ${BUILD_DURATION:-about 6½ minutes from a cold target/ on 2 cores shared with other builds, seconds when src/ did not change})"
     rm -rf "$OCTOPRINT_MQTT_DIST"
     "$VENV/bin/maturin" build --quiet --release --out "$OCTOPRINT_MQTT_DIST"
     "$VENV/bin/maturin" sdist --out "$OCTOPRINT_MQTT_DIST"

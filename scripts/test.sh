@@ -10,7 +10,7 @@ apt_install chromium nats-server
 
 log "cargo fmt --check"
 cargo fmt --check
-log "cargo clippy (CLIPPY_TIME from a cold target/, seconds after)"
+log "cargo clippy (about 2½ minutes from a cold target/ on 2 cores, seconds after)"
 cargo clippy --quiet --all-targets -- -D warnings
 log "cargo test (builds the unit tests: CARGO_TEST_TIME from a cold target/)"
 cargo test --quiet

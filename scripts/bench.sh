@@ -13,7 +13,7 @@ cd "$ROOT"
 # Figure 9's cluster.
 apt_install nats-server
 install_plugin
-log "building the ceiling clients (cargo build --release; CEILING_TIME from a cold target/)"
+log "building the ceiling clients (cargo build --release; about 1½ minutes from a cold target/ on 2 cores, seconds after)"
 cargo build --quiet --release --manifest-path bench/ceiling/Cargo.toml
 log "running the benchmark (about 4 minutes; --quick: under a minute and a half; docs/benchmark.md)"
 "$VENV/bin/python" bench/run.py "$@"

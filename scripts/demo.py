@@ -185,10 +185,18 @@ def main() -> int:
         signal.signal(signal.SIGINT, still_stopping)
         signal.signal(signal.SIGTERM, still_stopping)
         if octoprint.running:
-            say("stopping OctoPrint: the plugin says 'disconnected' on the status topic")
             shown = traffic.shown_count() if traffic is not None else 0
+            # Stopped while OctoPrint was starting, the plugin may not have connected yet:
+            # then there is no goodbye to wait for.
+            connected = traffic is not None and traffic.wait_shown(
+                STATUS_TOPIC, lambda payload: payload == "connected", 0
+            )
+            if connected:
+                say("stopping OctoPrint: the plugin says 'disconnected' on the status topic")
+            else:
+                say("stopping OctoPrint")
             octoprint.stop()
-            if traffic is not None and not traffic.wait_shown(
+            if connected and not traffic.wait_shown(
                 STATUS_TOPIC, lambda payload: payload == "disconnected", 10, since=shown
             ):
                 say("no 'disconnected' arrived within 10 s")

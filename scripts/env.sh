@@ -25,7 +25,7 @@ apt_install() {
         # with the dependencies still missing, as apt would fetch them).
         local mb
         mb="$(apt-get install --print-uris -qq "${missing[@]}" 2>/dev/null |
-            awk '{ s += $3 } END { printf "%.0f", s / 1e6 }')"
+            awk '{ s += $3 } END { printf "%.1f", s / 1e6 }')"
         log "installing ${missing[*]} (apt: ${mb:-?} MB to download, then unpacking)"
         DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq "${missing[@]}" >/dev/null
     fi

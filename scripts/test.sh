@@ -10,9 +10,9 @@ apt_install chromium nats-server
 
 log "cargo fmt --check"
 cargo fmt --check
-log "cargo clippy (about 2½ minutes from a cold target/ on 2 cores, seconds after)"
+log "cargo clippy (about 2½ minutes from a cold target/ on 2 cores, 10 s after)"
 cargo clippy --quiet --all-targets -- -D warnings
-log "cargo test (builds and runs the unit tests: about 4½ minutes from a cold target/ on 2 cores, seconds after)"
+log "cargo test (builds and runs the unit tests: about 4½ minutes from a cold target/ on 2 cores, 15 s after)"
 cargo test --quiet
 log "ruff"
 "$VENV/bin/ruff" check --quiet octoprint_mqtt tests scripts bench

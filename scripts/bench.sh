@@ -31,7 +31,7 @@ if [ ! -f "$classic_stamp" ] || [ "$classic_archive" -nt "$classic_stamp" ] \
     touch "$classic_stamp"
 fi
 export BENCH_CLASSIC_VENV
-log "building the ceiling clients (cargo build --release)"
+log "building the ceiling clients (cargo build --release; about 1½ minutes from a cold target/ on 2 cores, seconds after)"
 cargo build --quiet --release --manifest-path bench/ceiling/Cargo.toml
-log "running the benchmark"
+log "running the benchmark (about 4 minutes; --quick: under a minute and a half; docs/benchmark.md)"
 "$VENV/bin/python" bench/run.py "$@"

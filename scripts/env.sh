@@ -17,10 +17,16 @@ apt_install() {
         dpkg -s "$pkg" >/dev/null 2>&1 || missing+=("$pkg")
     done
     if [ "${#missing[@]}" -gt 0 ]; then
-        log "installing ${missing[*]} (apt)"
         local sudo=""
         [ "$(id -u)" -eq 0 ] || sudo="sudo"
+        log "apt-get update, for ${missing[*]} (about 5 s)"
         $sudo apt-get update -qq
+        # How long the install takes is mostly the download: say how big it is (the packages
+        # with the dependencies still missing, as apt would fetch them).
+        local mb
+        mb="$(apt-get install --print-uris -qq "${missing[@]}" 2>/dev/null |
+            awk '{ s += $3 } END { printf "%.1f", s / 1e6 }')"
+        log "installing ${missing[*]} (apt: ${mb:-?} MB to download, then unpacking)"
         DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq "${missing[@]}" >/dev/null
     fi
 }
@@ -31,12 +37,13 @@ apt_install mosquitto mosquitto-clients
 export PATH="$PATH:/usr/sbin"
 
 if [ ! -x "$VENV/bin/python" ]; then
-    log "creating the virtualenv $VENV"
+    log "creating the virtualenv $VENV (about 10 s)"
     "$PYTHON" -m venv "$VENV"
 fi
 stamp="$VENV/.requirements-installed"
 if [ ! -f "$stamp" ] || [ "$REQUIREMENTS" -nt "$stamp" ]; then
-    log "installing $(basename "$(dirname "$REQUIREMENTS")")/requirements.txt into $VENV (pip)"
+    log "installing $(basename "$(dirname "$REQUIREMENTS")")/requirements.txt into $VENV" \
+        "(pip; about a minute with pip's cache warm, more when it downloads them)"
     "$VENV/bin/pip" install -q --upgrade pip
     "$VENV/bin/pip" install -q -r "$REQUIREMENTS"
     touch "$stamp"
@@ -53,7 +60,9 @@ build_dists() {
     # archive for every machine). tests/support/install_env.py builds with this function too.
     local out="$1"
     rm -rf "$out"
-    log "building the native core, release (cargo and maturin; about 3 minutes the first time on 2 cores, seconds when nothing changed)"
+    # The duration is the release profile's unless the caller builds another way and says so
+    # (demo.sh); it matters because it can be minutes with nothing printed.
+    log "building the native core (maturin --release; ${BUILD_DURATION:-about 6½ minutes from a cold target/ on 2 cores shared with other builds, seconds when src/ did not change})"
     (cd "$ROOT/core" && "$VENV/bin/maturin" build --quiet --release --out "$out")
     # maturin first looks for a Cargo.toml beside core/pyproject.toml and says so as an
     # "error" before it follows manifest-path; the sdist is whole (the install tests build it).
@@ -79,7 +88,7 @@ install_homeassistant() {
     if [ -f "$stamp" ] && [ ! "$reqs" -nt "$stamp" ]; then
         return
     fi
-    log "installing Home Assistant 2024.3 into $venv (pip; about 2 minutes, 600 MB)"
+    log "installing Home Assistant 2024.3 into $venv (pip; about 80 s with pip's cache warm, 600 MB)"
     [ -x "$venv/bin/python" ] || "$PYTHON" -m venv "$venv"
     "$venv/bin/pip" install -q --upgrade pip
     "$venv/bin/pip" install -q --no-deps -r "$reqs"

@@ -85,10 +85,16 @@ class Broker:
         workdir: Path | None = None,
         port: int | None = None,
         quiet: bool = False,
+        own_session: bool = False,
     ) -> None:
-        """quiet=True logs only errors and warnings: for runs of a million messages."""
+        """quiet=True logs only errors and warnings: for runs of a million messages.
+
+        own_session=True starts Mosquitto in a session of its own (the demo): a terminal's
+        Ctrl-C then reaches only the demo, which stops the broker last, after the clients.
+        """
         self.host = "127.0.0.1"
         self.quiet = quiet
+        self.own_session = own_session
         self.port = port or free_port(self.host)
         self.extra_conf = extra_conf
         self.workdir = Path(workdir or tempfile.mkdtemp(prefix="mosquitto-"))
@@ -131,6 +137,7 @@ class Broker:
                 stdin=subprocess.DEVNULL,
                 stdout=out,
                 stderr=subprocess.STDOUT,
+                start_new_session=self.own_session,
             )
         self._paused = False
         try:

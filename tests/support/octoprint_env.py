@@ -26,7 +26,8 @@ ADMIN_PASSWORD = "admin-pw-for-tests"
 # Every name exists in OctoPrint 1.11 (pi_support / firmware_check are the
 # separately packaged OctoPrint-PiSupport / OctoPrint-FirmwareCheck).
 # pluginmanager fetches plugins.octoprint.org at startup; discovery does
-# zeroconf multicast.
+# zeroconf multicast. file_check (OctoPrint-FileCheck) would greet every server whose first
+# run is over with a wizard that offers to scan the uploads.
 # The third-party Home Assistant plugin (support/homeassistant.py) is pip-installed into the
 # suite's virtualenv once its tests ran; disabled here, it stays out of every other test.
 HOMEASSISTANT_PLUGIN = "homeassistant"
@@ -34,6 +35,7 @@ DISABLED_PLUGINS = [
     "announcements",
     "discovery",
     "errortracking",
+    "file_check",
     "firmware_check",
     HOMEASSISTANT_PLUGIN,
     "pi_support",
@@ -96,6 +98,7 @@ class OctoPrintInstance:
         plugin_files: list[Path] | None = None,
         env: dict[str, str] | None = None,
         venv: Path | None = None,
+        own_session: bool = False,
     ) -> None:
         self.basedir = Path(basedir)
         self.port = port
@@ -111,6 +114,10 @@ class OctoPrintInstance:
         self.plugin_files = [Path(f) for f in plugin_files or []]
         # Extra environment variables of the server process.
         self.env = env or {}
+        # True (the demo): the server runs in a session of its own, so that a terminal's
+        # Ctrl-C reaches only the demo, which then stops OctoPrint gracefully (SIGTERM) and
+        # waits for it before it stops the subscriber and the broker.
+        self.own_session = own_session
         self.api_key = secrets.token_hex(16)
         # OctoPrint of the virtualenv `venv` (install tests), else of the one running the tests.
         bin_dir = Path(venv) / "bin" if venv else Path(sys.executable).parent
@@ -226,6 +233,7 @@ class OctoPrintInstance:
                 stdin=subprocess.DEVNULL,
                 stdout=out,
                 stderr=subprocess.STDOUT,
+                start_new_session=self.own_session,
             )
         try:
             self._wait_until_serving(timeout)

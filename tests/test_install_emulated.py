@@ -22,9 +22,11 @@ from support.emulated import (
     NATIVE_DIST,
     NATIVE_MODULE,
     cross_build_wheel,
+    dist_pattern,
     install_and_run,
     rootfs,
     wheel_stem,
+    wheels_to_install,
 )
 from support.install_env import project_version, run, tool
 
@@ -94,13 +96,24 @@ def test_arm_wheel_installs_without_compiler_and_runs(
     base = unique_base()
     sub = subscriber_factory(session_broker.host, session_broker.port, f"{base}#")
     started = time.monotonic()
+    wheels, requirements = wheels_to_install(wheel, tmp_path / "wheels")
     output = install_and_run(
-        root, [wheel], tmp_path, PROBE, [session_broker.host, session_broker.port, base]
+        root,
+        wheels,
+        tmp_path / "work",
+        PROBE,
+        [session_broker.host, session_broker.port, base],
+        requirements=requirements,
     )
     print(f"emulated install and run: {time.monotonic() - started:.0f} s\n{output}")
 
     assert "no compiler: gcc cc" in output, output
-    assert re.search(rf"Successfully installed {re.escape(NATIVE_DIST)}-{VERSION}", output, re.I)
+    installed = re.search(r"^Successfully installed (.*)$", output, re.M)
+    assert installed, output
+    for dist in {NATIVE_DIST, *requirements}:
+        assert re.search(rf"\b{dist_pattern(dist)}-{re.escape(VERSION)}\b", installed[1], re.I), (
+            f"{dist} {VERSION} not installed: {installed[0]}"
+        )
     probe = json.loads(re.search(r"^PROBE (.*)$", output, re.M).group(1))
     assert probe["machine"] == arch.machine, probe
     # Loaded from the venv pip installed into, not from anywhere else.

@@ -39,6 +39,16 @@ NATIVE_PYPROJECT = ROOT / "pyproject.toml"
 NATIVE_DIST = "OctoPrint-MQTT"
 # The extension module in it.
 NATIVE_MODULE = "octoprint_mqtt._core"
+# The pure-Python plugin's own pyproject.toml, None while the plugin and the native part are
+# one distribution; set (ROOT / "pyproject.toml"), the plugin's py3-none-any wheel is built too
+# and pip is asked for PLUGIN_DIST, which must get the native wheel from the same folder.
+PLUGIN_PYPROJECT: Path | None = None
+PLUGIN_DIST = "OctoPrint-MQTT"
+
+
+def dist_pattern(dist: str) -> str:
+    """A regular expression for `dist` however pip spells it (- _ . are interchangeable)."""
+    return "[-_.]+".join(re.escape(part) for part in re.split(r"[-_.]+", dist))
 
 
 def wheel_stem(dist: str) -> str:
@@ -127,6 +137,22 @@ def cross_build_wheel(arch: Arch, out: Path, pyproject: Path = NATIVE_PYPROJECT)
     built = sorted(p for p in set(out.glob(f"*_{arch.machine}.whl")) - before)
     assert len(built) == 1, f"expected one new {arch.machine} wheel in {out}: {built}"
     return built[0]
+
+
+def wheels_to_install(native_wheel: Path, out: Path) -> tuple[list[Path], tuple[str, ...]]:
+    """The wheels to put in the emulated system's folder and what pip is asked for: the native
+    wheel alone, or (PLUGIN_PYPROJECT set) with the pure-Python plugin's wheel, by its name."""
+    if PLUGIN_PYPROJECT is None:
+        return [native_wheel], (NATIVE_DIST,)
+    folder = out / "plugin"
+    run(
+        [sys.executable, "-m", "pip", "wheel", "--no-deps", "--wheel-dir", folder]
+        + [PLUGIN_PYPROJECT.parent],
+        900,
+    )
+    plugin = sorted(folder.glob("*-py3-none-any.whl"))
+    assert len(plugin) == 1, f"expected one py3-none-any wheel in {folder}: {plugin}"
+    return [native_wheel, plugin[0]], (PLUGIN_DIST,)
 
 
 # --------------------------------------------------------------------------

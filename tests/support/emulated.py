@@ -110,6 +110,8 @@ def cross_build_wheel(arch: Arch, out: Path, pyproject: Path = NATIVE_PYPROJECT)
     """Builds the release wheel of `pyproject` for `arch` into `out`; returns it. Zig links
     against glibc 2.17 symbols and compiles ring's C and assembly for the target, so no cross
     gcc is needed; about 7 minutes from cold on 2 cores, 6 after a change to the crate."""
+    if not shutil.which("rustup"):
+        raise AssertionError("rustup is not on PATH: the Rust targets come from it")
     installed = run(["rustup", "target", "list", "--installed"], 60).split()
     if arch.rust_target not in installed:
         raise AssertionError(
@@ -371,16 +373,26 @@ class Chroot:
         try:
             output, _ = proc.communicate(timeout=timeout)
         except subprocess.TimeoutExpired:
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(proc.pid, signal.SIGKILL)
-            output, _ = proc.communicate()
+            output = self._kill(proc)
             message = f"timed out after {timeout}s in {self.root}:\n{output[-6000:]}"
             raise AssertionError(message) from None
+        except BaseException:
+            # pytest-timeout's alarm or Ctrl-C: nothing may outlive the mounts.
+            self._kill(proc)
+            raise
         if proc.returncode != 0:
             raise AssertionError(
                 f"exited with {proc.returncode} in {self.root}:\n{script}\n{output[-6000:]}"
             )
         return output
+
+    @staticmethod
+    def _kill(proc: subprocess.Popen) -> str:
+        """Kills everything `proc` started (its own session); returns what it printed."""
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(proc.pid, signal.SIGKILL)
+        output, _ = proc.communicate(timeout=60)
+        return output or ""
 
 
 # The in-chroot proof: no compiler anywhere on the search path, a fresh venv, the wheels

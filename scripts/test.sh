@@ -35,10 +35,11 @@ install_homeassistant
 for arch in arm64 armhf; do
     [ -f "/var/cache/octoprint-mqtt-test/rootfs-$arch/etc/octoprint-mqtt-rootfs" ] ||
         log "pytest will build a Debian $arch root file system for the emulated install tests" \
-            "(debootstrap; about 3 minutes, once: cached in /var/cache/octoprint-mqtt-test)"
+            "(debootstrap; about 2 minutes, once: cached in /var/cache/octoprint-mqtt-test)"
 done
 log "pytest (the emulated install tests cross-build the aarch64 and armv7 wheels into" \
-    "target/cross: about 7 minutes each the first time, 6 after a change to the Rust code)"
+    "target/cross: about 7 minutes each the first time, 1.5 to 5.5 after a change to the" \
+    "Rust code)"
 # The pytest script, not `python -m pytest`: that would put the checkout first on sys.path
 # and test the source tree instead of the installed plugin. pytest exits 5 when it collected
 # no test: that fails this script too.

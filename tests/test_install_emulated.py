@@ -3,9 +3,9 @@ abi3), cross-built here and installed by pip into a fresh virtualenv in an emula
 bookworm (QEMU user emulation, a chroot) that has no compiler: pip takes the wheel as it is,
 and the native module loads and publishes to the tests' Mosquitto on the host's loopback.
 
-Slow: the first run builds each root file system (about 2 minutes, then cached in
-/var/cache/octoprint-mqtt-test) and cross-builds each wheel (about 7 minutes; 6 after a change
-to the crate, seconds without one); the emulated install and run take 1 to 3 minutes each.
+Slow: the first run builds each root file system (under 2 minutes, then cached in
+/var/cache/octoprint-mqtt-test) and cross-builds each wheel (about 7 minutes; 1.5 to 5.5 after
+a change to the crate, seconds without one); the emulated install and run take 70 to 100 s.
 support/emulated.py says how.
 """
 

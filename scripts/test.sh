@@ -12,7 +12,7 @@ apt_install chromium nats-server
 # of the ARM wheels (zig, their linker, is ziglang in tests/requirements.txt).
 apt_install qemu-user-static binfmt-support debootstrap
 for target in aarch64-unknown-linux-gnu armv7-unknown-linux-gnueabihf; do
-    if ! rustup target list --installed | grep -qx "$target"; then
+    if ! rustup target list --installed | grep -x "$target" >/dev/null; then
         log "adding the Rust target $target (rustup; about 10 s)"
         rustup target add "$target"
     fi

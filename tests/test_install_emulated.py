@@ -5,7 +5,7 @@ and the native module loads and publishes to the tests' Mosquitto on the host's 
 
 Slow: the first run builds each root file system (under 2 minutes, then cached in
 /var/cache/octoprint-mqtt-test) and cross-builds each wheel (about 7 minutes; 1.5 to 5.5 after
-a change to the crate, seconds without one); the emulated install and run take 70 to 100 s.
+a change to the crate, seconds without one); the emulated install and run take 55 to 100 s.
 support/emulated.py says how.
 """
 

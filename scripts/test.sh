@@ -7,6 +7,16 @@ cd "$ROOT"
 # The browser tests drive Debian's Chromium (Playwright's own browser download is not used);
 # the failover tests a cluster of Debian's nats-server.
 apt_install chromium nats-server
+# The emulated install tests (tests/test_install_emulated.py): QEMU user emulation registered
+# with binfmt_misc, debootstrap for their ARM Debian root file systems, and the Rust targets
+# of the ARM wheels (zig, their linker, is ziglang in tests/requirements.txt).
+apt_install qemu-user-static binfmt-support debootstrap
+for target in aarch64-unknown-linux-gnu armv7-unknown-linux-gnueabihf; do
+    if ! rustup target list --installed | grep -x "$target" >/dev/null; then
+        log "adding the Rust target $target (rustup; about 10 s)"
+        rustup target add "$target"
+    fi
+done
 
 log "cargo fmt --check"
 cargo fmt --check
@@ -22,7 +32,14 @@ log "release workflow (GitHub's workflow schema, check-jsonschema through uv: un
     check-jsonschema --builtin-schema vendor.github-workflows .github/workflows/release.yml
 install_plugin
 install_homeassistant
-log "pytest (about 18 minutes on 2 cores for the 512 tests, 2 of them the install tests and 2 Home Assistant; docs/development.md)"
+for arch in arm64 armhf; do
+    [ -f "/var/cache/octoprint-mqtt-test/rootfs-$arch/etc/octoprint-mqtt-rootfs" ] ||
+        log "pytest will build a Debian $arch root file system for the emulated install tests" \
+            "(debootstrap; about 2 minutes, once: cached in /var/cache/octoprint-mqtt-test)"
+done
+log "pytest (about 18 minutes on 2 cores for the other tests; the emulated install tests cross-build the aarch64 and armv7 wheels into" \
+    "target/cross: about 3 minutes each the first time, seconds to 1 after a change to the" \
+    "Rust code; docs/development.md)"
 # The pytest script, not `python -m pytest`: that would put the checkout first on sys.path
 # and test the source tree instead of the installed plugin. pytest exits 5 when it collected
 # no test: that fails this script too.

@@ -25,8 +25,8 @@ cargo clippy --quiet --all-targets -- -D warnings
 log "cargo test (builds and runs the unit tests: about 4½ minutes from a cold target/ on 2 cores, 15 s after)"
 cargo test --quiet
 log "ruff"
-"$VENV/bin/ruff" check --quiet octoprint_mqtt tests scripts bench
-"$VENV/bin/ruff" format --check --quiet octoprint_mqtt tests scripts bench
+"$VENV/bin/ruff" check --quiet octoprint_mqtt core tests scripts bench
+"$VENV/bin/ruff" format --check --quiet octoprint_mqtt core tests scripts bench
 log "release workflow (GitHub's workflow schema, check-jsonschema through uv: under 10 s)"
 "$VENV/bin/uv" tool run --quiet --from check-jsonschema==0.39.0 \
     check-jsonschema --builtin-schema vendor.github-workflows .github/workflows/release.yml

@@ -108,12 +108,12 @@ def require_root() -> None:
 
 
 def cross_build_wheel(arch: Arch, out: Path, pyproject: Path = NATIVE_PYPROJECT) -> Path:
-    """Builds the release wheel of `pyproject` for `arch` into `out`; returns it. Zig links
-    against glibc 2.17 symbols and compiles ring's C and assembly for the target, so no cross
-    gcc is needed. The release profile, but for fat LTO and one codegen unit: they change
-    neither what the wheel holds nor how it loads, and cost 5 minutes a target on 2 cores
-    (cold 7 minutes with them, under 3 without; after a change to the crate 1.5 to 5.5
-    minutes with them, about half a minute without)."""
+    """Builds the wheel of `pyproject` for `arch` into `out` as a release is built (maturin
+    --release, zig, manylinux2014, abi3); returns it. Zig links against glibc 2.17 symbols and
+    compiles ring's C and assembly for the target, so no cross gcc is needed. Unoptimised,
+    though, as scripts/demo.sh builds: optimisation changes neither what the wheel holds nor
+    how it links and loads, and costs most of the time on 2 cores (with fat LTO 7 minutes a
+    target from cold, without it 2, unoptimised about 1)."""
     if not shutil.which("rustup"):
         raise AssertionError("rustup is not on PATH: the Rust targets come from it")
     installed = run(["rustup", "target", "list", "--installed"], 60).split()
@@ -129,6 +129,7 @@ def cross_build_wheel(arch: Arch, out: Path, pyproject: Path = NATIVE_PYPROJECT)
     env = {
         **os.environ,
         "CARGO_TARGET_DIR": str(CROSS_TARGET_DIR),
+        "CARGO_PROFILE_RELEASE_OPT_LEVEL": "0",
         "CARGO_PROFILE_RELEASE_LTO": "off",
         "CARGO_PROFILE_RELEASE_CODEGEN_UNITS": "16",
         "PATH": f"{bin_dir}{os.pathsep}{os.environ.get('PATH', '')}",

@@ -37,9 +37,8 @@ for arch in arm64 armhf; do
         log "pytest will build a Debian $arch root file system for the emulated install tests" \
             "(debootstrap; about 2 minutes, once: cached in /var/cache/octoprint-mqtt-test)"
 done
-log "pytest (about 18 minutes on 2 cores for the other tests; the emulated install tests cross-build the aarch64 and armv7 wheels into" \
-    "target/cross: about 3 minutes each the first time, seconds to 1 after a change to the" \
-    "Rust code; docs/development.md)"
+log "pytest (about 27 minutes on 2 cores, the emulated install tests' cross builds of the" \
+    "aarch64 and armv7 wheels included; docs/development.md)"
 # The pytest script, not `python -m pytest`: that would put the checkout first on sys.path
 # and test the source tree instead of the installed plugin. pytest exits 5 when it collected
 # no test: that fails this script too.

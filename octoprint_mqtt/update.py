@@ -112,8 +112,6 @@ def newest_installable(
     """The newest plugin version (string) whose core of the same version has a wheel for one of
     `tags` (packaging.tags.Tag), or None. Yanked files, files whose Requires-Python excludes
     `python_version`, and (unless asked for) pre-releases do not count."""
-    from packaging.version import Version
-
     supported = set(tags)
 
     def usable(file: IndexFile) -> bool:
@@ -132,10 +130,7 @@ def newest_installable(
             continue
         if version in installable_cores:
             candidates.add(version)
-    if not candidates:
-        return None
-    newest: Version = max(candidates)
-    return str(newest)
+    return str(max(candidates)) if candidates else None
 
 
 def fetch_files(project: str, index: str) -> List[IndexFile]:

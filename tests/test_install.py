@@ -19,6 +19,7 @@ import shutil
 import tarfile
 import time
 import zipfile
+from pathlib import Path
 
 import pytest
 from support.corekit import unique_base
@@ -277,6 +278,13 @@ def test_install_into_fresh_octoprint(
     assert_no_traceback(octoprint.log_text())
 
 
+def package_entries(package: Path) -> set[Path]:
+    """The files and folders of `package` (bytecode caches aside), as paths from its parent."""
+    return {
+        p.relative_to(package.parent) for p in package.rglob("*") if "__pycache__" not in p.parts
+    }
+
+
 def install_classic(venv: Venv) -> None:
     """The classic plugin from its published archive. Its setup.py imports OctoPrint's
     setuptools helpers, which only the target environment has: no build isolation."""
@@ -304,11 +312,7 @@ def test_upgrade_then_uninstall(
         old_version = "1.0.0"
         leftover = venv.site_packages() / "octoprint_mqtt" / "_core.abi3.so"
     assert venv.installed_version() == old_version
-    old_files = {
-        p.relative_to(venv.site_packages())
-        for p in (venv.site_packages() / "octoprint_mqtt").rglob("*")
-        if "__pycache__" not in p.parts
-    }
+    old_files = package_entries(venv.site_packages() / "octoprint_mqtt")
     assert leftover.exists()
 
     # OctoPrint runs the old plugin once, with settings as the classic plugin leaves them: broker
@@ -327,16 +331,8 @@ def test_upgrade_then_uninstall(
     assert venv.installed_version() == VERSION
     assert venv.installed_version("octoprint-mqtt-core") == VERSION
     assert venv.dist_infos() == [f"octoprint_mqtt-{VERSION}.dist-info"]
-    new_files = {
-        p.relative_to(venv.site_packages())
-        for p in (venv.site_packages() / "octoprint_mqtt").rglob("*")
-        if "__pycache__" not in p.parts
-    }
-    ours = {
-        p.relative_to(ROOT)
-        for p in (ROOT / "octoprint_mqtt").rglob("*")
-        if "__pycache__" not in p.parts
-    }
+    new_files = package_entries(venv.site_packages() / "octoprint_mqtt")
+    ours = package_entries(ROOT / "octoprint_mqtt")
     left = sorted(str(p) for p in (old_files & new_files) - ours)
     assert not left, f"the old plugin's files were left behind: {left}"
     if old == "1.0.0":

@@ -27,6 +27,7 @@ from support.emulated import (
     cross_build_wheel,
     dist_pattern,
     install_and_run,
+    python_minor,
     rootfs,
     wheel_stem,
 )
@@ -104,9 +105,9 @@ def test_arm_wheel_installs_without_compiler_and_runs(
     sub = subscriber_factory(session_broker.host, session_broker.port, f"{base}#")
     started = time.monotonic()
     # The one archive, its core's wheel, and the plugin's build backend (pip builds the
-    # archive; Debian 12's Python is 3.11): what pip would find on PyPI, in a folder.
+    # archive, for the root file system's Python): what pip would find on PyPI, in a folder.
     archive = find_dists(tmp_path / "dist").sdist
-    files = [wheel, archive, *build_backend_wheels(tmp_path / "backend", "3.11")]
+    files = [wheel, archive, *build_backend_wheels(tmp_path / "backend", f"3.{python_minor(root)}")]
     requirements = (f"$wheels/{archive.name}",)
     output = install_and_run(
         root,

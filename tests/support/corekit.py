@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
+import resource
 import sys
 import time
 import uuid
+from dataclasses import dataclass
 from pathlib import Path
 
 from octoprint_mqtt_core._core import Core
@@ -53,6 +56,48 @@ def wait_state(core: Core, state: str, timeout: float = 10.0) -> dict:
         timeout,
         f"core state {state!r} (now {core.status()})",
     )
+
+
+@dataclass
+class CallTime:
+    """How long one call took on the calling thread, and whether it gave up the CPU itself
+    (a lock, the GIL, a socket: waiting) or was only taken off it by the scheduler."""
+
+    seconds: float
+    waited: bool
+    preempted: bool
+
+    def blocked_longer_than(self, seconds: float) -> bool:
+        # A call the scheduler only preempted was runnable all along: the time went to other
+        # processes on a 2-core machine, not to anything the call waited for.
+        return self.seconds >= seconds and (self.waited or not self.preempted)
+
+
+def timed_call(fn, *args) -> tuple[object, CallTime]:
+    """`fn(*args)` and its CallTime. Use inside `gil_held_between_waits()`, or the GIL handed to
+    another thread at a bytecode boundary counts as waiting."""
+    before = resource.getrusage(resource.RUSAGE_THREAD)
+    start = time.perf_counter()
+    result = fn(*args)
+    seconds = time.perf_counter() - start
+    after = resource.getrusage(resource.RUSAGE_THREAD)
+    return result, CallTime(
+        seconds, after.ru_nvcsw > before.ru_nvcsw, after.ru_nivcsw > before.ru_nivcsw
+    )
+
+
+@contextlib.contextmanager
+def gil_held_between_waits():
+    """Python hands the GIL to a waiting thread every 5 ms, even between two lines of a timed
+    call: the test's subscriber or a log record would be timed, not the call. With a long
+    switch interval the caller keeps it until it sleeps or waits (which a call into the core
+    that waited would still do, and be caught)."""
+    old = sys.getswitchinterval()
+    sys.setswitchinterval(1.0)
+    try:
+        yield
+    finally:
+        sys.setswitchinterval(old)
 
 
 def event_json(msg) -> dict:

@@ -36,6 +36,7 @@ from support.install_env import (
     run,
     serve_directory,
     tool,
+    unoptimised_build_env,
     write_standin_wheel,
 )
 from support.mqtt_env import read_retained
@@ -252,12 +253,19 @@ def test_install_into_fresh_octoprint(
         venv.pip("install", "--no-index", "--find-links", dists.folder, dists.wheel)
     elif source == "core-sdist":
         # A machine without a wheel: pip compiles the core's sdist through maturin and cargo,
-        # from the sdist's own sources; cargo reuses the dependencies the checkout's build
-        # compiled. The find-links folder holds only that sdist.
+        # from the sdist's own sources (unoptimised: install_env.UNOPTIMISED_PROFILE). The
+        # find-links folder holds only that sdist.
         fallback = tmp_path / "fallback"
         fallback.mkdir()
         restamped_sdist(dists.core_sdist, fallback)
-        output = venv.pip("install", "--verbose", "--find-links", fallback, dists.wheel)
+        output = venv.pip(
+            "install",
+            "--verbose",
+            "--find-links",
+            fallback,
+            dists.wheel,
+            env=unoptimised_build_env(),
+        )
         assert re.search(r"Compiling octoprint-mqtt v\S+ \(/tmp/", output), output[-5000:]
     else:
         # A checkout, as the README shows before the first release: both folders, the core

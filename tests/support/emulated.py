@@ -27,7 +27,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from octoprint_mqtt.update import CORE_DIST
-from support.install_env import ROOT, run, tool
+from support.install_env import ROOT, run, tool, unoptimised_build_env
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -79,10 +79,6 @@ ARCHES = {
 
 # Outside the checkout: a root file system is built once per machine, reused by every run.
 CACHE = Path(os.environ.get("OCTOPRINT_MQTT_EMULATION_CACHE", "/var/cache/octoprint-mqtt-test"))
-# The cross builds' own cargo target folder: the native build in target/release is left alone
-# (zig as linker and C compiler would otherwise invalidate it), and a rebuild after a change
-# compiles only the plugin's crate.
-CROSS_TARGET_DIR = ROOT / "target" / "cross"
 
 SUITE = "bookworm"
 MIRROR = "http://deb.debian.org/debian"
@@ -111,9 +107,8 @@ def cross_build_wheel(arch: Arch, out: Path, pyproject: Path = NATIVE_PYPROJECT)
     """Builds the wheel of `pyproject` for `arch` into `out` as a release is built (maturin
     --release, zig, manylinux2014, abi3); returns it. Zig links against glibc 2.17 symbols and
     compiles ring's C and assembly for the target, so no cross gcc is needed. Unoptimised,
-    though, as scripts/demo.sh builds: optimisation changes neither what the wheel holds nor
-    how it links and loads, and costs most of the time on 2 cores (with fat LTO 7 minutes a
-    target from cold, without it 2, unoptimised about 1)."""
+    though (install_env.UNOPTIMISED_PROFILE: with fat LTO 7 minutes a target from cold,
+    unoptimised about 1)."""
     if not shutil.which("rustup"):
         raise AssertionError("rustup is not on PATH: the Rust targets come from it")
     installed = run(["rustup", "target", "list", "--installed"], 60).split()
@@ -126,14 +121,8 @@ def cross_build_wheel(arch: Arch, out: Path, pyproject: Path = NATIVE_PYPROJECT)
     # maturin finds zig through `python -m ziglang` of the Python on PATH: the test venv's.
     if importlib.util.find_spec("ziglang") is None:
         raise AssertionError("ziglang is not installed (pip install -r tests/requirements.txt)")
-    env = {
-        **os.environ,
-        "CARGO_TARGET_DIR": str(CROSS_TARGET_DIR),
-        "CARGO_PROFILE_RELEASE_OPT_LEVEL": "0",
-        "CARGO_PROFILE_RELEASE_LTO": "off",
-        "CARGO_PROFILE_RELEASE_CODEGEN_UNITS": "16",
-        "PATH": f"{bin_dir}{os.pathsep}{os.environ.get('PATH', '')}",
-    }
+    env = unoptimised_build_env()
+    env["PATH"] = f"{bin_dir}{os.pathsep}{env.get('PATH', '')}"
     out.mkdir(parents=True, exist_ok=True)
     before = set(out.glob("*.whl"))
     run(

@@ -54,6 +54,28 @@ def build_env() -> dict[str, str]:
     return {**os.environ, "CARGO_TARGET_DIR": str(ROOT / "target")}
 
 
+# Cargo's overrides of Cargo.toml's [profile.release] for builds that prove a wheel builds,
+# installs and loads rather than how fast it runs (the cross-built ARM wheels, the core's sdist
+# compiled by pip): unoptimised, without link-time optimisation, with parallel code generation.
+# Optimisation changes neither what a wheel holds nor how it links and loads, and costs most of
+# the time on 2 cores (fat LTO about 2 minutes a build, unoptimised under one). scripts/demo.sh
+# sets the same three for the same reason.
+UNOPTIMISED_PROFILE = {
+    "CARGO_PROFILE_RELEASE_OPT_LEVEL": "0",
+    "CARGO_PROFILE_RELEASE_LTO": "off",
+    "CARGO_PROFILE_RELEASE_CODEGEN_UNITS": "16",
+}
+# Their own cargo target folder, so that they neither invalidate the release build in
+# target/release nor rebuild each other's dependencies (the cross builds' build scripts and
+# proc-macros are host code, shared with an unoptimised native build).
+UNOPTIMISED_TARGET_DIR = ROOT / "target" / "unoptimised"
+
+
+def unoptimised_build_env() -> dict[str, str]:
+    """build_env() for the unoptimised builds (UNOPTIMISED_PROFILE)."""
+    return {**build_env(), **UNOPTIMISED_PROFILE, "CARGO_TARGET_DIR": str(UNOPTIMISED_TARGET_DIR)}
+
+
 def run(cmd: list, timeout: float, env: dict | None = None, cwd: Path | None = None) -> str:
     """Runs cmd, returns stdout and stderr together; fails with both when it fails. Run Python
     away from the checkout (cwd): its octoprint_mqtt folder would shadow the installed one."""

@@ -18,6 +18,14 @@ for target in aarch64-unknown-linux-gnu armv7-unknown-linux-gnueabihf; do
     fi
 done
 
+# Home Assistant's virtualenv is mostly downloading and unpacking: it fills while cargo
+# compiles (a minute and more off a fresh clone's run). Its output goes to a log, shown if it
+# fails; the tests wait for it below.
+ha_log="$(mktemp)"
+install_homeassistant >"$ha_log" 2>&1 &
+ha_pid=$!
+trap 'kill "$ha_pid" 2>/dev/null || true; rm -f "$ha_log"' EXIT
+
 log "cargo fmt --check"
 cargo fmt --check
 log "cargo clippy (about 2½ minutes from a cold target/ on 2 cores, 10 s after)"
@@ -31,7 +39,12 @@ log "release workflow (GitHub's workflow schema, check-jsonschema through uv: un
 "$VENV/bin/uv" tool run --quiet --from check-jsonschema==0.39.0 \
     check-jsonschema --builtin-schema vendor.github-workflows .github/workflows/release.yml
 install_plugin
-install_homeassistant
+if ! wait "$ha_pid"; then
+    cat "$ha_log" >&2
+    log "installing Home Assistant failed (above)"
+    exit 1
+fi
+cat "$ha_log" >&2
 for arch in arm64 armhf; do
     [ -f "/var/cache/octoprint-mqtt-test/rootfs-$arch/etc/octoprint-mqtt-rootfs" ] ||
         log "pytest will build a Debian $arch root file system for the emulated install tests" \

@@ -8,7 +8,9 @@ from __future__ import annotations
 
 import logging
 import os
+import shutil
 import subprocess
+import tempfile
 from pathlib import Path
 
 import pytest
@@ -46,6 +48,17 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
     for item in items:
         if item.get_closest_marker("timeout") is None:
             item.add_marker(pytest.mark.timeout(DEFAULT_TEST_TIMEOUT))
+
+
+def pytest_collection_finish(session: pytest.Session) -> None:
+    # The emulated install tests' cross builds and root file systems take minutes: started
+    # now, in the background, they are ready by the time those tests run.
+    if any("cross_wheel" in getattr(item, "fixturenames", ()) for item in session.items):
+        from support import emulated
+
+        out = Path(tempfile.mkdtemp(prefix="octoprint-mqtt-cross-"))
+        session.config.add_cleanup(lambda: shutil.rmtree(out, ignore_errors=True))
+        emulated.start_early(out)
 
 
 @pytest.hookimpl(wrapper=True, tryfirst=True)

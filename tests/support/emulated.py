@@ -13,6 +13,7 @@ Everything here runs as root (chroot, mount): the development machine's tests do
 
 from __future__ import annotations
 
+import concurrent.futures
 import contextlib
 import fcntl
 import importlib.util
@@ -22,6 +23,7 @@ import shutil
 import signal
 import subprocess
 import sys
+import threading
 import uuid
 from dataclasses import dataclass
 from pathlib import Path
@@ -449,3 +451,43 @@ def install_and_run(
     with Chroot(root, {"work": work}) as chroot:
         inside = chroot.path("work")
         return chroot.run(script, timeout, [f"{inside}/wheels", inside, *probe_args])
+
+
+# --------------------------------------------------------------------------
+# Started early, in the background
+# --------------------------------------------------------------------------
+
+# Architecture name -> the Future of its cross-built wheel (with its root file system ready).
+_early: dict[str, concurrent.futures.Future] = {}
+
+
+def start_early(out: Path) -> None:
+    """Cross-builds every architecture's wheel and gets its root file system, one after the
+    other, on a thread of its own at the lowest CPU priority, while the rest of the suite runs:
+    most tests wait on brokers and OctoPrint and leave a core idle, and these are minutes of
+    compiling (and, on a new machine, of debootstrap). `early_wheel` takes the result."""
+    for name in sorted(ARCHES):
+        _early[name] = concurrent.futures.Future()
+
+    def build() -> None:
+        # Linux keeps the nice value per thread, and the processes this thread starts inherit
+        # it: cargo, rustc and debootstrap yield to every test.
+        os.nice(19)
+        for name in sorted(ARCHES):
+            future = _early[name]
+            try:
+                wheel = cross_build_wheel(ARCHES[name], out / name)
+                rootfs(ARCHES[name])
+            except BaseException as exc:  # handed to the test that needs it
+                future.set_exception(exc)
+            else:
+                future.set_result(wheel)
+
+    threading.Thread(target=build, name="emulated-early", daemon=True).start()
+
+
+def early_wheel(name: str, timeout: float) -> Path | None:
+    """The wheel start_early built for ARCHES[name], waiting for it; None when it was not
+    started (the test builds it then)."""
+    future = _early.get(name)
+    return None if future is None else future.result(timeout)

@@ -2,7 +2,7 @@
 # The benchmark (docs/benchmark.md): installs what it needs (apt mosquitto and nats-server,
 # a virtualenv bench/.venv with OctoPrint and paho-mqtt 1.6.1), builds the plugin in release
 # mode into it and the Rust ceiling clients, then runs bench/run.py. Arguments go to run.py,
-# e.g. --quick.
+# e.g. --quick, or --long for figures 10 and 11 (a whole print, three OctoPrints in turn).
 set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 # Its own virtualenv: the baseline needs paho-mqtt 1.6, the test suite paho 2.
@@ -33,5 +33,5 @@ fi
 export BENCH_CLASSIC_VENV
 log "building the ceiling clients (cargo build --release; about 1½ minutes from a cold target/ on 2 cores, seconds after)"
 cargo build --quiet --release --manifest-path bench/ceiling/Cargo.toml
-log "running the benchmark (about 4 minutes; --quick: under a minute and a half; docs/benchmark.md)"
+log "running the benchmark (about 4 minutes; --quick: under a minute and a half; --long adds figures 10 and 11, a whole print: about 45 minutes more, --quick 5; docs/benchmark.md)"
 "$VENV/bin/python" bench/run.py "$@"

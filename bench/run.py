@@ -36,7 +36,7 @@ PRINT_S, QUICK_PRINT_S = 120, 25
 ALL = "123456789"
 LONG = ("10", "11")
 # A print's run besides the printing: OctoPrint's start, connecting, upload and analysis, stop.
-PRINT_OVERHEAD_S = 25
+PRINT_OVERHEAD_S = 10
 
 # Mosquitto's defaults drop QoS 1 messages beyond 1,000 queued for a subscriber that is
 # momentarily behind, and allow only 20 in flight: the broker would be measured, not clients.

@@ -33,5 +33,5 @@ fi
 export BENCH_CLASSIC_VENV
 log "building the ceiling clients (cargo build --release; about 1½ minutes from a cold target/ on 2 cores, seconds after)"
 cargo build --quiet --release --manifest-path bench/ceiling/Cargo.toml
-log "running the benchmark (about 4 minutes; --quick: under a minute and a half; --long adds figures 10 and 11, a whole print: about 45 minutes more, --quick 5; docs/benchmark.md)"
+log "running the benchmark (about 4 minutes; --quick: under a minute and a half; --long adds figures 10 and 11, a whole print: about 40 minutes more, --quick 4; docs/benchmark.md)"
 "$VENV/bin/python" bench/run.py "$@"

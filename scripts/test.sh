@@ -50,7 +50,7 @@ for arch in arm64 armhf; do
         log "pytest will build a Debian $arch root file system for the emulated install tests" \
             "(debootstrap; about 2 minutes, once: cached in /var/cache/octoprint-mqtt-test)"
 done
-log "pytest (about 27 minutes on 2 cores, the emulated install tests' cross builds of the" \
+log "pytest (about 23 minutes on 2 cores, the emulated install tests' cross builds of the" \
     "aarch64 and armv7 wheels included; docs/development.md)"
 # The pytest script, not `python -m pytest`: that would put the checkout first on sys.path
 # and test the source tree instead of the installed plugin. pytest exits 5 when it collected

@@ -98,3 +98,12 @@ def subscriber(cwd: Path, port: int, name: str, **opts) -> Proc:
     sub = ceiling(cwd, "bench-sub", None, port, name, **opts)
     sub.wait_line("ready", 15)
     return sub
+
+
+def classic_venv() -> Path:
+    """The classic plugin's OctoPrint virtualenv (figures 8, 10, 11), which scripts/bench.sh
+    makes and names in BENCH_CLASSIC_VENV."""
+    classic = os.environ.get("BENCH_CLASSIC_VENV")
+    if not classic:
+        raise RuntimeError("BENCH_CLASSIC_VENV is not set: run the benchmark with scripts/bench.sh")
+    return Path(classic)

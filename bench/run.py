@@ -25,6 +25,7 @@ sys.path.insert(0, str(ROOT / "tests"))  # the suite's real-broker and real-Octo
 
 import farm  # noqa: E402
 import figures  # noqa: E402
+import procs  # noqa: E402
 import report  # noqa: E402
 import whole_print  # noqa: E402
 from support.mqtt_env import Broker, free_port  # noqa: E402
@@ -79,12 +80,10 @@ def figure8(cwd: Path, broker: Broker, n: int, reps: int) -> dict:
     """Figure 8, ours against the classic plugin (0.8.16, in its own OctoPrint virtualenv,
     BENCH_CLASSIC_VENV, which scripts/bench.sh makes), interleaved run by run; each call's
     p50 and p99 are the medians over the runs, every run kept under "runs"."""
-    classic = os.environ.get("BENCH_CLASSIC_VENV")
-    if not classic:
-        raise RuntimeError("BENCH_CLASSIC_VENV is not set: run the benchmark with scripts/bench.sh")
+    classic = procs.classic_venv()
     runs: dict[str, list[dict]] = {"ours": [], "classic": []}
     for rep in range(reps):
-        for name, venv in (("ours", None), ("classic", Path(classic))):
+        for name, venv in (("ours", None), ("classic", classic)):
             runs[name].append(inside_octoprint(cwd, broker, n, f"{name}-{rep}", venv))
     out: dict = {"runs": runs, "reps": reps}
     for name, results in runs.items():

@@ -6,13 +6,13 @@ and its event thread's delays over the print; a subscriber here counts what is d
 from __future__ import annotations
 
 import json
-import os
 import threading
 import time
 from pathlib import Path
 
 import figures
 import paho.mqtt.client as mqtt
+import procs
 from support.e2ekit import wait_until
 from support.mqtt_env import free_port
 from support.octoprint_env import DISABLED_PLUGINS, OctoPrintInstance
@@ -84,9 +84,6 @@ def one_print(
     broker at `port`, or on a closed port (broker_up=False)."""
     out = cwd / f"{name}.json"
     disabled = DISABLED_PLUGINS + (["mqtt"] if contender == "none" else [])
-    classic = os.environ.get("BENCH_CLASSIC_VENV")
-    if contender == "classic" and not classic:
-        raise RuntimeError("BENCH_CLASSIC_VENV is not set: run the benchmark with scripts/bench.sh")
     instance = OctoPrintInstance(
         cwd / name,
         free_port(),
@@ -100,7 +97,7 @@ def one_print(
         extra_config={"serial": SERIAL, "plugins": {"_disabled": disabled}},
         plugin_files=[HERE / "octoprint_print.py"],
         env={"MQTT_BENCH_OUT": str(out), "MQTT_BENCH_TICK_MS": str(TICK_MS)},
-        venv=Path(classic) if contender == "classic" else None,
+        venv=procs.classic_venv() if contender == "classic" else None,
     )
     counter = None
     try:

@@ -79,15 +79,18 @@ class Proc:
             self.proc.wait(5)
 
 
-def worker(cwd: Path, impl: str, mode: str, port: int, name: str, **opts) -> Proc:
-    argv = [sys.executable, str(HERE / "worker.py"), impl, mode, "--port", str(port)]
+def worker(cwd: Path, impl: str, mode: str, port: int, name: str, wrap: tuple = (), **opts) -> Proc:
+    """`wrap`: a command the worker runs under (the profile's perf)."""
+    argv = [*wrap, sys.executable, str(HERE / "worker.py"), impl, mode, "--port", str(port)]
     for key, value in opts.items():
         argv += [f"--{key.replace('_', '-')}", str(value)]
     return Proc(argv, cwd, name)
 
 
-def ceiling(cwd: Path, binary: str, mode: str | None, port: int, name: str, **opts) -> Proc:
-    argv = [str(CEILING_BIN / binary)] + ([mode] if mode else []) + ["--port", str(port)]
+def ceiling(
+    cwd: Path, binary: str, mode: str | None, port: int, name: str, wrap: tuple = (), **opts
+) -> Proc:
+    argv = [*wrap, str(CEILING_BIN / binary)] + ([mode] if mode else []) + ["--port", str(port)]
     for key, value in opts.items():
         argv += [f"--{key.replace('_', '-')}", str(value)]
     return Proc(argv, cwd, name)

@@ -3,10 +3,10 @@ Rust core (ours) and the fastest plain client (ceiling), one after the other aga
 Mosquitto on loopback, then one table. Run it through scripts/bench.sh, which builds and
 installs what it needs.
 
-    python bench/run.py [--quick] [--only FIGURES] [--long] [--print-s S] [--out DIR]
+    python bench/run.py [--quick] [--only FIGURES] [--long] [--print-s S] [--profile] [--out DIR]
 
 Figures 10 and 11 (a whole print, broker up and down) take long: only --long or --only
-10,11 runs them.
+10,11 runs them. --profile adds where a QoS 1 message's CPU goes (perf; bench/cpu_profile.py).
 """
 
 from __future__ import annotations
@@ -23,6 +23,7 @@ HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
 sys.path.insert(0, str(ROOT / "tests"))  # the suite's real-broker and real-OctoPrint helpers
 
+import cpu_profile  # noqa: E402
 import farm  # noqa: E402
 import figures  # noqa: E402
 import procs  # noqa: E402
@@ -121,6 +122,11 @@ def main() -> int:
         type=int,
         help=f"seconds of printing, figures 10 and 11 (default {PRINT_S}, --quick {QUICK_PRINT_S})",
     )
+    ap.add_argument(
+        "--profile",
+        action="store_true",
+        help="add a profile of a QoS 1 burst (perf record and perf trace; about a minute)",
+    )
     ap.add_argument("--out", type=Path, help="folder for results (default: bench/runs/<time>)")
     a = ap.parse_args()
     size = QUICK if a.quick else FULL
@@ -187,6 +193,9 @@ def main() -> int:
                 f" {minutes:.0f} min)"
             )
             results[key] = whole_print.whole_print(cwd, fig, port, print_s, size["reps"])
+        if a.profile:
+            step(f"profile: {size['n']:,} QoS 1 messages each under perf record, then perf trace")
+            results["profile"] = cpu_profile.run(cwd, port, size["n"])
     finally:
         broker.stop()
     results["machine"] = report.machine()
@@ -201,6 +210,8 @@ def main() -> int:
         text += f"\n{report.table(results)}\n"
     if "farm" in results:
         text += f"\n{report.farm_table(results['farm'])}\n"
+    if "profile" in results:
+        text += f"\n{cpu_profile.table(results['profile'], size['n'])}\n"
     (cwd / "table.md").write_text(text)
     print(text)
     print(f"(raw figures in {cwd / 'results.json'})", file=sys.stderr)

@@ -2,7 +2,8 @@
 # The benchmark (docs/benchmark.md): installs what it needs (apt mosquitto and nats-server,
 # a virtualenv bench/.venv with OctoPrint and paho-mqtt 1.6.1), builds the plugin in release
 # mode into it and the Rust ceiling clients, then runs bench/run.py. Arguments go to run.py,
-# e.g. --quick, or --long for figures 10 and 11 (a whole print, three OctoPrints in turn).
+# e.g. --quick, --long for figures 10 and 11 (a whole print, three OctoPrints in turn), or
+# --profile for where a QoS 1 message's CPU goes.
 set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 # Its own virtualenv: the baseline needs paho-mqtt 1.6, the test suite paho 2.
@@ -12,6 +13,8 @@ cd "$ROOT"
 
 # Figure 9's cluster.
 apt_install nats-server
+# --profile samples and traces with perf.
+case " $* " in *" --profile "*) apt_install linux-perf ;; esac
 install_plugin
 
 # Figure 8's baseline: the classic plugin itself (../shared/thirdparty/, 0.8.16, paho-mqtt<2) in

@@ -15,8 +15,8 @@ import figures
 import procs
 
 SAMPLE_HZ = 4000
-# Rows under this share of a thread's samples, or syscalls under this many per message, are
-# summed into "other": the profile is for what matters.
+# Threads and parts under this share of the samples, and syscalls under this many per message,
+# are left out (results.json keeps every thread and part): the profile is for what matters.
 MIN_SHARE, MIN_PER_MSG = 0.02, 0.02
 
 

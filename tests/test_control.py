@@ -266,10 +266,12 @@ def test_remote_control_drives_a_real_octoprint(
         assert "not printing (it is Operational)" in refused(req, "cancel")
 
         # ~~ temperature and gcode: the targets OctoPrint reports.
-        done(req, "temperature", {"tool0": 185, "bed": 55.5})
+        # Whole degrees: the virtual printer reads only the digits before a decimal point, and
+        # its next temperature report would replace OctoPrint's 55.5 with 55.0.
+        done(req, "temperature", {"tool0": 185, "bed": 55})
         wait_for(
             "targets set",
-            lambda: targets(octoprint) == {"tool0": 185.0, "bed": 55.5},
+            lambda: targets(octoprint) == {"tool0": 185.0, "bed": 55.0},
             lambda: targets(octoprint),
         )
         assert "no heater tool3 (it has tool0, bed)" in refused(req, "temperature", {"tool3": 100})

@@ -180,7 +180,7 @@ def main() -> int:
                 f" {size['reps']} run(s) of about 30 s"
             )
             results["farm"] = farm.farm(cwd, size["reps"])
-        for fig, key, port, what in (
+        for fig, key, print_port, what in (
             ("10", "print", broker.port, "the broker up"),
             ("11", "print_down", None, "the broker's port closed"),
         ):
@@ -192,7 +192,7 @@ def main() -> int:
                 f" classic plugin and ours, {size['reps']} run(s) each, interleaved (about"
                 f" {minutes:.0f} min)"
             )
-            results[key] = whole_print.whole_print(cwd, fig, port, print_s, size["reps"])
+            results[key] = whole_print.whole_print(cwd, fig, print_port, print_s, size["reps"])
         if a.profile:
             step(f"profile: {size['n']:,} QoS 1 messages each under perf record, then perf trace")
             results["profile"] = cpu_profile.run(cwd, port, size["n"])

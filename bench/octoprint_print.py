@@ -11,6 +11,7 @@ Not part of the MQTT plugin: bench/whole_print.py copies it into a throw-away Oc
 
 import json
 import os
+import sys
 import threading
 import time
 
@@ -29,6 +30,108 @@ def _cpu_s():
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
+# The MQTT plugin's own code: the classic plugin's package has the same name as ours, and it
+# runs paho-mqtt's network thread.
+PLUGIN_MODULES = ("octoprint_mqtt", "paho")
+# What OctoPrint calls on a plugin while printing, besides a PrinterCallback's on_printer_*.
+PRINT_CALLBACKS = ("on_event", "on_print_progress")
+# Native ids of the Python threads started from the plugin's code (the classic plugin's paho
+# loop, our progress timer and status push), noted by _noting_start.
+_plugin_threads = set()
+_thread_start = threading.Thread.start
+
+
+def _from_plugin():
+    frame = sys._getframe(2)
+    while frame is not None:
+        if frame.f_globals.get("__name__", "").startswith(PLUGIN_MODULES):
+            return True
+        frame = frame.f_back
+    return False
+
+
+def _noting_start(thread, *args, **kwargs):
+    from_plugin = _from_plugin()
+    _thread_start(thread, *args, **kwargs)  # returns once the thread runs: native_id is set
+    if from_plugin:
+        _plugin_threads.add(thread.native_id)
+
+
+# Set when OctoPrint imports this file, before any plugin's on_startup starts a thread.
+threading.Thread.start = _noting_start
+
+
+def _python_threads():
+    """The threads Python started; a native thread that called into Python has a stand-in
+    (a _DummyThread) once anything there asked for the current thread, as logging does."""
+    return [t for t in threading.enumerate() if not isinstance(t, threading._DummyThread)]
+
+
+def _threads_cpu_s():
+    """{thread id: (its name, its CPU seconds)} of this process's threads: a Python thread's
+    Python name, a native one's (the Rust core's: mqtt-core, mqtt-callbacks, ...)."""
+    python = {t.native_id: t.name for t in _python_threads()}
+    threads = {}
+    for tid in os.listdir("/proc/self/task"):
+        try:
+            with open(f"/proc/self/task/{tid}/comm") as f:
+                comm = f.read().strip()
+            # Nanoseconds on a CPU: the stat file's utime and stime count 10 ms ticks, too
+            # coarse for threads that run a few milliseconds a print.
+            with open(f"/proc/self/task/{tid}/schedstat") as f:
+                cpu = int(f.read().split()[0]) / 1e9
+        except OSError:  # ended since the listing
+            continue
+        threads[tid] = (python.get(int(tid)) or comm, cpu)
+    return threads
+
+
+def _cpu_by_thread_name(start, end):
+    """CPU seconds each thread name spent between two `_threads_cpu_s` readings (a thread
+    that started in between counts from zero, one that ended is missing; under 0.1 ms, left
+    out)."""
+    names = {}
+    for tid, (name, cpu) in end.items():
+        if int(tid) in _plugin_threads:
+            name = f"{name} (the MQTT plugin's)"
+        names[name] = names.get(name, 0.0) + cpu - start.get(tid, (name, 0.0))[1]
+    return {name: round(cpu, 4) for name, cpu in sorted(names.items()) if cpu >= 1e-4}
+
+
+def _plugin_threads_cpu_s(start, end):
+    """CPU seconds the MQTT plugin's own threads spent: those started from its Python code,
+    and the native ones (the Rust core's; OctoPrint's are all Python threads)."""
+    python = {t.native_id for t in _python_threads()}
+    return sum(
+        cpu - start.get(tid, (name, 0.0))[1]
+        for tid, (name, cpu) in end.items()
+        if int(tid) in _plugin_threads or int(tid) not in python
+    )
+
+
+class Timed:
+    """A plugin method that adds the CPU time of each call to `spent` (thread_time: the time
+    of the calling thread only, which is OctoPrint's: its event thread, its comm thread)."""
+
+    def __init__(self, method, spent):
+        self._method = method
+        self._spent = spent
+
+    def __call__(self, *args, **kwargs):
+        # On one of the plugin's own threads (a native one runs Python as a _DummyThread),
+        # the time is counted with the thread's.
+        if threading.get_native_id() in _plugin_threads or isinstance(
+            threading.current_thread(), threading._DummyThread
+        ):
+            return self._method(*args, **kwargs)
+        t = time.thread_time_ns()
+        try:
+            return self._method(*args, **kwargs)
+        finally:
+            self._spent[0] += time.thread_time_ns() - t
+            self._spent[1] += 1
+
+
 class MqttPrintTimingPlugin(octoprint.plugin.StartupPlugin, octoprint.plugin.EventHandlerPlugin):
     def __init__(self):
         self._printing = False
@@ -38,8 +141,18 @@ class MqttPrintTimingPlugin(octoprint.plugin.StartupPlugin, octoprint.plugin.Eve
         # The event handled before each tick: the worst ticks' say which handler held them up
         # (or none did, when another thread had the GIL).
         self._previous = None
+        self._in_callbacks = [0, 0]  # ns, calls
 
     def on_after_startup(self):
+        # OctoPrint looks these callbacks up on the plugin's object at every call: timed ones
+        # put on the object are what it calls. Hooks (ours: a check of each line the printer
+        # sends) are held by OctoPrint since startup: not timed.
+        mqtt = self._plugin_manager.get_plugin_info("mqtt", require_enabled=True)
+        if mqtt is not None and mqtt.implementation is not None:
+            impl = mqtt.implementation
+            for name in dir(type(impl)):
+                if name in PRINT_CALLBACKS or name.startswith("on_printer_"):
+                    setattr(impl, name, Timed(getattr(impl, name), self._in_callbacks))
         threading.Thread(target=self._tick, name="mqtt-bench-tick", daemon=True).start()
 
     def _tick(self):
@@ -63,7 +176,7 @@ class MqttPrintTimingPlugin(octoprint.plugin.StartupPlugin, octoprint.plugin.Eve
             return
         self._previous = event
         if event == Events.PRINT_STARTED:
-            self._start = (time.monotonic(), _cpu_s())
+            self._start = (time.monotonic(), _cpu_s(), _threads_cpu_s(), self._in_callbacks[:])
             self._printing = True
             return
         if not self._printing:
@@ -71,13 +184,15 @@ class MqttPrintTimingPlugin(octoprint.plugin.StartupPlugin, octoprint.plugin.Eve
         self._events[event] = self._events.get(event, 0) + 1
         if event == Events.PRINT_DONE:
             self._printing = False
-            self._write(self._result(time.monotonic(), _cpu_s()))
+            self._write(self._result(time.monotonic(), _cpu_s(), _threads_cpu_s()))
         elif event in (Events.PRINT_FAILED, Events.PRINT_CANCELLED):
             self._printing = False
             self._write({"error": f"the print ended with {event}: {payload}"})
 
-    def _result(self, t_end, cpu_end):
-        t_start, cpu_start = self._start
+    def _result(self, t_end, cpu_end, threads_end):
+        t_start, cpu_start, threads_start, callbacks_start = self._start
+        in_callbacks_s = (self._in_callbacks[0] - callbacks_start[0]) / 1e9
+        own_s = in_callbacks_s + _plugin_threads_cpu_s(threads_start, threads_end)
         delays = sorted(self._delays, key=lambda tick: tick[0])
         ms = [d / 1e6 for d, _ in delays] or [0.0]
         minutes = (t_end - t_start) / 60
@@ -92,6 +207,12 @@ class MqttPrintTimingPlugin(octoprint.plugin.StartupPlugin, octoprint.plugin.Eve
             "stall_p99_ms": ms[min(len(ms) - 1, len(ms) * 99 // 100)],
             "stall_max_ms": ms[-1],
             "events": self._events,
+            # The MQTT plugin's CPU measured where it runs: in its callbacks on OctoPrint's
+            # threads, and on its own threads.
+            "own_s_per_min": own_s / minutes if minutes > 0 else 0.0,
+            "in_callbacks_s": in_callbacks_s,
+            "callback_calls": self._in_callbacks[1] - callbacks_start[1],
+            "threads_cpu_s": _cpu_by_thread_name(threads_start, threads_end),
             "worst_ticks": [[d / 1e6, previous] for d, previous in delays[-10:]],
         }
 

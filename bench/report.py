@@ -326,6 +326,20 @@ def _print_rows(r: dict) -> list[tuple]:
                 ours["share_s_per_min"] * SHARE_RATIO <= classic["share_s_per_min"],
             )
         )
+        if "own_s_per_min" in ours:  # runs before 2026-12-04 did not measure it
+            out.append(
+                (
+                    fig,
+                    f"{what}: the plugin's CPU measured where it runs (in its callbacks on"
+                    " OctoPrint's threads, and its own threads)",
+                    "s/min",
+                    classic["own_s_per_min"],
+                    ours["own_s_per_min"],
+                    None,
+                    f"≤ baseline/{SHARE_RATIO}",
+                    ours["own_s_per_min"] * SHARE_RATIO <= classic["own_s_per_min"],
+                )
+            )
         if "messages" in ours:
             out.append(
                 (

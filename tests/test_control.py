@@ -39,6 +39,11 @@ def targets(octoprint) -> dict:
     return {heater: (t.get(heater) or {}).get("target") for heater in ("tool0", "bed")}
 
 
+def serial_log(octoprint) -> str:
+    path = octoprint.basedir / "logs" / "serial.log"
+    return path.read_text(errors="replace") if path.exists() else ""
+
+
 def job_state(octoprint) -> str:
     return octoprint.job_state()["state"]
 
@@ -155,7 +160,8 @@ def test_remote_control_drives_a_real_octoprint(
     sub = subscriber_factory(broker.host, broker.port, f"{BASE}#")
     req = Requester(broker.host, broker.port, BASE, protocol=protocol)
     try:
-        octoprint = octoprint_factory(settings)
+        # serial.log: what OctoPrint sends the printer, to see a fractional target go out.
+        octoprint = octoprint_factory(settings, extra_config={"serial": {"log": True}})
         wait_for(
             "the request filter subscribed",
             lambda: f"{BASE}control/+ (QoS 1)" in broker.log_text(),
@@ -266,13 +272,20 @@ def test_remote_control_drives_a_real_octoprint(
         assert "not printing (it is Operational)" in refused(req, "cancel")
 
         # ~~ temperature and gcode: the targets OctoPrint reports.
-        # Whole degrees: the virtual printer reads only the digits before a decimal point, and
-        # its next temperature report would replace OctoPrint's 55.5 with 55.0.
         done(req, "temperature", {"tool0": 185, "bed": 55})
         wait_for(
             "targets set",
             lambda: targets(octoprint) == {"tool0": 185.0, "bed": 55.0},
             lambda: targets(octoprint),
+        )
+        # A fraction goes to the printer as given. Seen in serial.log: the virtual printer
+        # reads only a target's whole degrees, and its next temperature report would replace
+        # the 55.5 OctoPrint shows with 55.0.
+        done(req, "temperature", {"bed": 55.5})
+        wait_for(
+            "M140 S55.5 sent",
+            lambda: re.search(r"Send: (N\d+ )?M140 S55\.5\b", serial_log(octoprint)),
+            lambda: serial_log(octoprint)[-500:],
         )
         assert "no heater tool3 (it has tool0, bed)" in refused(req, "temperature", {"tool3": 100})
         assert "from 0 to 500" in refused(req, "temperature", {"tool0": 900})

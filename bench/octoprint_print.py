@@ -36,23 +36,26 @@ PLUGIN_MODULES = ("octoprint_mqtt", "paho")
 # What OctoPrint calls on a plugin while printing, besides a PrinterCallback's on_printer_*.
 PRINT_CALLBACKS = ("on_event", "on_print_progress")
 # Native ids of the Python threads started from the plugin's code (the classic plugin's paho
-# loop, our progress timer and status push), noted by _noting_start.
+# loop, our progress timer and status push), and of every Python thread: noted by
+# _noting_start. A thread outside the second set is a native one.
 _plugin_threads = set()
+_python_threads = {t.native_id for t in threading.enumerate()}
 _thread_start = threading.Thread.start
 
 
-def _from_plugin():
+def _started_by_plugin():
+    """Whether the code that called Thread.start is the plugin's. Only the direct caller: a
+    thread OctoPrint starts while serving a call from the plugin is OctoPrint's."""
     frame = sys._getframe(2)
-    while frame is not None:
-        if frame.f_globals.get("__name__", "").startswith(PLUGIN_MODULES):
-            return True
+    while frame is not None and frame.f_globals.get("__name__") == "threading":
         frame = frame.f_back
-    return False
+    return frame is not None and frame.f_globals.get("__name__", "").startswith(PLUGIN_MODULES)
 
 
 def _noting_start(thread, *args, **kwargs):
-    from_plugin = _from_plugin()
+    from_plugin = _started_by_plugin()
     _thread_start(thread, *args, **kwargs)  # returns once the thread runs: native_id is set
+    _python_threads.add(thread.native_id)
     if from_plugin:
         _plugin_threads.add(thread.native_id)
 
@@ -61,16 +64,10 @@ def _noting_start(thread, *args, **kwargs):
 threading.Thread.start = _noting_start
 
 
-def _python_threads():
-    """The threads Python started; a native thread that called into Python has a stand-in
-    (a _DummyThread) once anything there asked for the current thread, as logging does."""
-    return [t for t in threading.enumerate() if not isinstance(t, threading._DummyThread)]
-
-
 def _threads_cpu_s():
     """{thread id: (its name, its CPU seconds)} of this process's threads: a Python thread's
     Python name, a native one's (the Rust core's: mqtt-core, mqtt-callbacks, ...)."""
-    python = {t.native_id: t.name for t in _python_threads()}
+    python = {t.native_id: t.name for t in threading.enumerate()}
     threads = {}
     for tid in os.listdir("/proc/self/task"):
         try:
@@ -83,6 +80,8 @@ def _threads_cpu_s():
         except OSError:  # ended since the listing
             continue
         threads[tid] = (python.get(int(tid)) or comm, cpu)
+    if not threads:
+        raise RuntimeError("cannot read any thread's /proc/self/task/*/schedstat")
     return threads
 
 
@@ -100,36 +99,46 @@ def _cpu_by_thread_name(start, end):
 
 def _plugin_threads_cpu_s(start, end):
     """CPU seconds the MQTT plugin's own threads spent: those started from its Python code,
-    and the native ones (the Rust core's; OctoPrint's are all Python threads)."""
-    python = {t.native_id for t in _python_threads()}
+    and the native ones (the Rust core's; OctoPrint's are all Python threads; a native one
+    that runs Python code has a stand-in, a _DummyThread, that no one started)."""
     return sum(
         cpu - start.get(tid, (name, 0.0))[1]
         for tid, (name, cpu) in end.items()
-        if int(tid) in _plugin_threads or int(tid) not in python
+        if int(tid) in _plugin_threads or int(tid) not in _python_threads
     )
+
+
+def _own(impl, name):
+    """Whether the plugin's own code defines the method (not OctoPrint's mixin it inherits)."""
+    for cls in type(impl).__mro__:
+        if name in cls.__dict__:
+            return cls.__module__.startswith(PLUGIN_MODULES)
+    return False
 
 
 class Timed:
     """A plugin method that adds the CPU time of each call to `spent` (thread_time: the time
     of the calling thread only, which is OctoPrint's: its event thread, its comm thread)."""
 
-    def __init__(self, method, spent):
+    def __init__(self, method, spent, lock):
         self._method = method
         self._spent = spent
+        self._lock = lock  # OctoPrint's event, comm and timer threads all call in
 
     def __call__(self, *args, **kwargs):
-        # On one of the plugin's own threads (a native one runs Python as a _DummyThread),
-        # the time is counted with the thread's.
-        if threading.get_native_id() in _plugin_threads or isinstance(
-            threading.current_thread(), threading._DummyThread
-        ):
+        # On one of the plugin's own threads (Python's or native), the time is counted with
+        # the thread's.
+        native_id = threading.get_native_id()
+        if native_id in _plugin_threads or native_id not in _python_threads:
             return self._method(*args, **kwargs)
         t = time.thread_time_ns()
         try:
             return self._method(*args, **kwargs)
         finally:
-            self._spent[0] += time.thread_time_ns() - t
-            self._spent[1] += 1
+            spent = time.thread_time_ns() - t
+            with self._lock:
+                self._spent[0] += spent
+                self._spent[1] += 1
 
 
 class MqttPrintTimingPlugin(octoprint.plugin.StartupPlugin, octoprint.plugin.EventHandlerPlugin):
@@ -147,12 +156,15 @@ class MqttPrintTimingPlugin(octoprint.plugin.StartupPlugin, octoprint.plugin.Eve
         # OctoPrint looks these callbacks up on the plugin's object at every call: timed ones
         # put on the object are what it calls. Hooks (ours: a check of each line the printer
         # sends) are held by OctoPrint since startup: not timed.
+        # Only what the plugin defines: the empty defaults it inherits from OctoPrint (a log
+        # line callback, 57 calls a second) cost the timer more than they do.
         mqtt = self._plugin_manager.get_plugin_info("mqtt", require_enabled=True)
         if mqtt is not None and mqtt.implementation is not None:
             impl = mqtt.implementation
+            lock = threading.Lock()
             for name in dir(type(impl)):
-                if name in PRINT_CALLBACKS or name.startswith("on_printer_"):
-                    setattr(impl, name, Timed(getattr(impl, name), self._in_callbacks))
+                if (name in PRINT_CALLBACKS or name.startswith("on_printer_")) and _own(impl, name):
+                    setattr(impl, name, Timed(getattr(impl, name), self._in_callbacks, lock))
         threading.Thread(target=self._tick, name="mqtt-bench-tick", daemon=True).start()
 
     def _tick(self):
@@ -176,7 +188,12 @@ class MqttPrintTimingPlugin(octoprint.plugin.StartupPlugin, octoprint.plugin.Eve
             return
         self._previous = event
         if event == Events.PRINT_STARTED:
-            self._start = (time.monotonic(), _cpu_s(), _threads_cpu_s(), self._in_callbacks[:])
+            try:
+                threads = _threads_cpu_s()
+            except RuntimeError as exc:
+                self._write({"error": str(exc)})
+                return
+            self._start = (time.monotonic(), _cpu_s(), threads, self._in_callbacks[:])
             self._printing = True
             return
         if not self._printing:

@@ -39,11 +39,6 @@ def targets(octoprint) -> dict:
     return {heater: (t.get(heater) or {}).get("target") for heater in ("tool0", "bed")}
 
 
-def serial_log(octoprint) -> str:
-    path = octoprint.basedir / "logs" / "serial.log"
-    return path.read_text(errors="replace") if path.exists() else ""
-
-
 def job_state(octoprint) -> str:
     return octoprint.job_state()["state"]
 
@@ -284,8 +279,8 @@ def test_remote_control_drives_a_real_octoprint(
         done(req, "temperature", {"bed": 55.5})
         wait_for(
             "M140 S55.5 sent",
-            lambda: re.search(r"Send: (N\d+ )?M140 S55\.5\b", serial_log(octoprint)),
-            lambda: serial_log(octoprint)[-500:],
+            lambda: re.search(r"Send: (N\d+ )?M140 S55\.5\b", octoprint.serial_log_text()),
+            lambda: octoprint.serial_log_text()[-500:],
         )
         assert "no heater tool3 (it has tool0, bed)" in refused(req, "temperature", {"tool3": 100})
         assert "from 0 to 500" in refused(req, "temperature", {"tool0": 900})

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import re
 import time
-from pathlib import Path
 
 import pytest
 from support.e2ekit import (
@@ -33,9 +32,7 @@ def test_paused_for_user_line_check():
 
 def paused_lines(octoprint) -> int:
     """How many "paused for user" lines OctoPrint received (serial.log)."""
-    path = Path(octoprint.basedir, "logs", "serial.log")
-    text = path.read_text(errors="replace") if path.exists() else ""
-    return len(re.findall(r"Recv: echo:busy:? paused for user", text))
+    return len(re.findall(r"Recv: echo:busy:? paused for user", octoprint.serial_log_text()))
 
 
 @pytest.mark.e2e

@@ -295,6 +295,14 @@ class OctoPrintInstance:
         except FileNotFoundError:
             return ""
 
+    def serial_log_text(self) -> str:
+        """logs/serial.log: the lines OctoPrint sent the printer and received from it, when
+        the instance runs with `serial.log` on (extra_config)."""
+        try:
+            return (self.basedir / "logs" / "serial.log").read_text(errors="replace")
+        except FileNotFoundError:
+            return ""
+
     def serve_log_text(self) -> str:
         try:
             return self.serve_log_path.read_text(errors="replace")

@@ -64,6 +64,13 @@ def _noting_start(thread, *args, **kwargs):
 threading.Thread.start = _noting_start
 
 
+def _plugins(native_id):
+    """Whether a thread is the MQTT plugin's own: started from its Python code, or native
+    (the Rust core's; OctoPrint's are all Python threads; a native one that runs Python code
+    has a stand-in, a _DummyThread, that no one started)."""
+    return native_id in _plugin_threads or native_id not in _python_threads
+
+
 def _threads_cpu_s():
     """{thread id: (its name, its CPU seconds)} of this process's threads: a Python thread's
     Python name, a native one's (the Rust core's: mqtt-core, mqtt-callbacks, ...)."""
@@ -98,13 +105,11 @@ def _cpu_by_thread_name(start, end):
 
 
 def _plugin_threads_cpu_s(start, end):
-    """CPU seconds the MQTT plugin's own threads spent: those started from its Python code,
-    and the native ones (the Rust core's; OctoPrint's are all Python threads; a native one
-    that runs Python code has a stand-in, a _DummyThread, that no one started)."""
+    """CPU seconds the MQTT plugin's own threads spent between two readings."""
     return sum(
         cpu - start.get(tid, (name, 0.0))[1]
         for tid, (name, cpu) in end.items()
-        if int(tid) in _plugin_threads or int(tid) not in _python_threads
+        if _plugins(int(tid))
     )
 
 
@@ -126,10 +131,8 @@ class Timed:
         self._lock = lock  # OctoPrint's event, comm and timer threads all call in
 
     def __call__(self, *args, **kwargs):
-        # On one of the plugin's own threads (Python's or native), the time is counted with
-        # the thread's.
-        native_id = threading.get_native_id()
-        if native_id in _plugin_threads or native_id not in _python_threads:
+        # On one of the plugin's own threads, the time is counted with the thread's.
+        if _plugins(threading.get_native_id()):
             return self._method(*args, **kwargs)
         t = time.thread_time_ns()
         try:

@@ -314,30 +314,26 @@ def _print_rows(r: dict) -> list[tuple]:
                 None,
             )
         )
-        out.append(
+        for k, label in (
+            ("share_s_per_min", "the plugin's share of it (minus the no-plugin run's)"),
             (
-                fig,
-                f"{what}: the plugin's share of it (minus the no-plugin run's)",
-                "s/min",
-                classic["share_s_per_min"],
-                ours["share_s_per_min"],
-                None,
-                f"≤ baseline/{SHARE_RATIO}",
-                ours["share_s_per_min"] * SHARE_RATIO <= classic["share_s_per_min"],
-            )
-        )
-        if "own_s_per_min" in ours:  # runs before 2026-12-04 did not measure it
+                "own_s_per_min",
+                "the plugin's CPU measured where it runs (in its callbacks on OctoPrint's"
+                " threads, and its own threads)",
+            ),
+        ):
+            if k not in ours:  # own_s_per_min: runs before 2026-12-04 did not measure it
+                continue
             out.append(
                 (
                     fig,
-                    f"{what}: the plugin's CPU measured where it runs (in its callbacks on"
-                    " OctoPrint's threads, and its own threads)",
+                    f"{what}: {label}",
                     "s/min",
-                    classic["own_s_per_min"],
-                    ours["own_s_per_min"],
+                    classic[k],
+                    ours[k],
                     None,
                     f"≤ baseline/{SHARE_RATIO}",
-                    ours["own_s_per_min"] * SHARE_RATIO <= classic["own_s_per_min"],
+                    ours[k] * SHARE_RATIO <= classic[k],
                 )
             )
         if "messages" in ours:
